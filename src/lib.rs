@@ -1,1 +1,16 @@
+//! stuck-hr-recovery: finds Flux HelmReleases stuck in `Ready=Unknown` although
+//! Helm finished, and nudges them back (SPEC §1–§7).
+//!
+//! observe → decide → act → report: [`view`] reads one HelmRelease into a
+//! small view, [`decide`] and [`plan`] decide every one of them and the
+//! guardrail without a client, clock or logger, the executor acts, [`report`]
+//! renders the result.
 
+pub mod cli;
+pub mod config;
+pub mod decide;
+pub mod exit;
+pub mod model;
+pub mod plan;
+pub mod report;
+pub mod view;

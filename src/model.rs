@@ -6,6 +6,8 @@
 
 use std::fmt;
 
+use serde::{Serialize, Serializer};
+
 /// Why a HelmRelease got the outcome it got: one variant per row of the
 /// decision table in SPEC §3, in table order, plus `Malformed` for an object
 /// that could not be read into a view at all.
@@ -227,6 +229,20 @@ impl fmt::Display for DryRun {
         f.write_str(self.as_str())
     }
 }
+
+/// Every vocabulary enum serializes as its stable code, the same text as its
+/// `Display`.
+macro_rules! serialize_as_str {
+    ($($t:ty),*) => {$(
+        impl Serialize for $t {
+            fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.serialize_str(self.as_str())
+            }
+        }
+    )*};
+}
+
+serialize_as_str!(Reason, Branch, ActionResult, DryRun);
 
 /// Annotation keys and values this tool owns or sets.
 pub mod annotations {

@@ -1,0 +1,241 @@
+//! Command-line flags (SPEC §7), each also read from its environment variable
+//! (a flag beats its variable). [`Cli::into_config`] validates them into a
+//! [`Config`]; nothing past this module sees clap.
+
+use std::fmt;
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+
+use crate::config::{Config, LogFormat, OutputFormat, parse_duration};
+use crate::model::DryRun;
+
+/// Finds Flux HelmReleases stuck in Ready=Unknown although Helm finished, and
+/// safely nudges them back: a status correction when the controller recorded
+/// the release but lost the Ready write, a suspend toggle when it never
+/// caught up with an installed release.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "stuck-hr-recovery", version, about, long_about = None)]
+pub struct Cli {
+    /// How long Ready must stay Unknown before a HelmRelease counts as stuck
+    /// (e.g. 30s, 5m, 1h30m).
+    #[arg(
+        long,
+        env = "STUCK_HR_THRESHOLD",
+        default_value = "5m",
+        value_name = "DURATION"
+    )]
+    pub stuck_threshold: String,
+
+    /// Guardrail: when more HelmReleases than this need a recovery, act on
+    /// none of them and exit 1.
+    #[arg(
+        long,
+        env = "STUCK_HR_MAX_ACTIONS",
+        default_value = "10",
+        value_name = "N"
+    )]
+    pub max_actions: String,
+
+    /// Pause between suspending and resuming (once for the whole batch).
+    #[arg(
+        long,
+        env = "STUCK_HR_SUSPEND_WAIT",
+        default_value = "5s",
+        value_name = "DURATION"
+    )]
+    pub suspend_wait: String,
+
+    /// Minimum time between two corrections of one HelmRelease.
+    #[arg(
+        long,
+        env = "STUCK_HR_COOLDOWN",
+        default_value = "30m",
+        value_name = "DURATION"
+    )]
+    pub cooldown: String,
+
+    /// Deadline for the whole run.
+    #[arg(
+        long,
+        env = "STUCK_HR_TIMEOUT",
+        default_value = "90s",
+        value_name = "DURATION"
+    )]
+    pub timeout: String,
+
+    /// Read and decide only (`client`, also the bare flag), or send every
+    /// write with dryRun=All (`server`).
+    #[arg(
+        long,
+        env = "STUCK_HR_DRY_RUN",
+        value_enum,
+        num_args = 0..=1,
+        require_equals = true,
+        default_value = "none",
+        default_missing_value = "client",
+        value_name = "MODE"
+    )]
+    pub dry_run: DryRunArg,
+
+    /// Only these namespaces (repeatable; the variable is comma-separated).
+    /// Default: all namespaces.
+    #[arg(
+        short = 'n',
+        long = "namespace",
+        env = "STUCK_HR_NAMESPACES",
+        value_delimiter = ',',
+        value_name = "NAMESPACE"
+    )]
+    pub namespaces: Vec<String>,
+
+    /// Only HelmReleases matching this label selector.
+    #[arg(short = 'l', long, env = "STUCK_HR_SELECTOR", value_name = "SELECTOR")]
+    pub selector: Option<String>,
+
+    /// Report format on stdout.
+    #[arg(
+        short = 'o',
+        long,
+        env = "STUCK_HR_OUTPUT",
+        value_enum,
+        default_value = "text"
+    )]
+    pub output: FormatArg,
+
+    /// Log format on stderr.
+    #[arg(long, env = "STUCK_HR_LOG_FORMAT", value_enum, default_value = "text")]
+    pub log_format: FormatArg,
+
+    /// Kubeconfig context to use (default: the current one, or in-cluster).
+    #[arg(long, value_name = "CONTEXT")]
+    pub context: Option<String>,
+}
+
+/// `--dry-run` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DryRunArg {
+    None,
+    Client,
+    Server,
+}
+
+/// `--output` / `--log-format` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FormatArg {
+    Text,
+    Json,
+}
+
+/// A flag value that clap accepted as text but that is not valid. Exit 2.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsageError {
+    /// The flag, e.g. `--stuck-threshold`.
+    pub flag: &'static str,
+    pub value: String,
+    /// What would have been accepted.
+    pub expected: &'static str,
+}
+
+impl fmt::Display for UsageError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "invalid value {:?} for {}: expected {}",
+            self.value, self.flag, self.expected
+        )
+    }
+}
+
+impl std::error::Error for UsageError {}
+
+const DURATION_FORM: &str = "a positive duration such as 30s, 5m or 1h30m (units ms, s, m, h, d)";
+const COUNT_FORM: &str = "a whole number, 0 or more";
+
+impl Cli {
+    /// Validates the flags into a [`Config`].
+    ///
+    /// # Errors
+    /// [`UsageError`] naming the flag, the value and the expected form for a
+    /// duration that is zero, negative or not a duration, a `--max-actions`
+    /// that is not a whole number, or an empty namespace or selector.
+    pub fn into_config(self) -> Result<Config, UsageError> {
+        let namespaces: Vec<String> = self
+            .namespaces
+            .into_iter()
+            .map(|n| n.trim().to_string())
+            .collect();
+        if namespaces.iter().any(String::is_empty) {
+            return Err(UsageError {
+                flag: "--namespace",
+                value: namespaces.join(","),
+                expected: "namespace names without empty entries",
+            });
+        }
+        let selector = match self.selector {
+            Some(s) if s.trim().is_empty() => None,
+            other => other,
+        };
+        Ok(Config {
+            stuck_threshold: duration("--stuck-threshold", &self.stuck_threshold)?,
+            max_actions: count("--max-actions", &self.max_actions)?,
+            suspend_wait: duration("--suspend-wait", &self.suspend_wait)?,
+            cooldown: duration("--cooldown", &self.cooldown)?,
+            timeout: duration("--timeout", &self.timeout)?,
+            dry_run: match self.dry_run {
+                DryRunArg::None => DryRun::None,
+                DryRunArg::Client => DryRun::Client,
+                DryRunArg::Server => DryRun::Server,
+            },
+            namespaces,
+            selector,
+            output: match self.output {
+                FormatArg::Text => OutputFormat::Text,
+                FormatArg::Json => OutputFormat::Json,
+            },
+            log_format: match self.log_format {
+                FormatArg::Text => LogFormat::Text,
+                FormatArg::Json => LogFormat::Json,
+            },
+            context: self.context,
+        })
+    }
+}
+
+fn duration(flag: &'static str, value: &str) -> Result<Duration, UsageError> {
+    parse_duration(value)
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| UsageError {
+            flag,
+            value: value.to_string(),
+            expected: DURATION_FORM,
+        })
+}
+
+fn count(flag: &'static str, value: &str) -> Result<usize, UsageError> {
+    let trimmed = value.trim();
+    if trimmed.is_empty() || !trimmed.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(UsageError {
+            flag,
+            value: value.to_string(),
+            expected: COUNT_FORM,
+        });
+    }
+    trimmed.parse().map_err(|_| UsageError {
+        flag,
+        value: value.to_string(),
+        expected: COUNT_FORM,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn the_command_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+}
