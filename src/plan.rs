@@ -172,3 +172,8 @@ impl Plan {
             .any(|i| i.decision.reason == Reason::StorageUnreadable)
     }
 }
+
+#[cfg(test)]
+pub(crate) mod fixtures;
+#[cfg(test)]
+mod tests;
