@@ -1,0 +1,83 @@
+//! The benchmark cases of issue 6: a seeded cluster each, and how the two tools
+//! are run against it.
+
+/// Which table a case belongs to.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Group {
+    /// stuck-hr-recovery against the kubectl baseline, same cluster, same wait.
+    Compare,
+    /// stuck-hr-recovery alone as the cluster grows.
+    Scaling,
+}
+
+/// One seeded cluster and the flags the product runs with on it.
+pub struct Case {
+    /// Short id used on the command line (`--cases`) and in the tables.
+    pub id: &'static str,
+    pub group: Group,
+    pub helmreleases: usize,
+    pub namespaces: usize,
+    /// Stuck in pending-install mode (branch A: toggle suspend).
+    pub pending_install: usize,
+    /// Stuck in deployed-but-Unknown-Ready mode (branch B: correct status).
+    pub deployed_unknown: usize,
+    /// `--max-actions` for the product.
+    pub max_actions: usize,
+    /// `--suspend-wait` for the product (the baseline always sleeps 5 s).
+    pub suspend_wait: &'static str,
+    /// Whether the kubectl baseline is run on this case too.
+    pub baseline: bool,
+}
+
+impl Case {
+    pub fn stuck(&self) -> usize {
+        self.pending_install + self.deployed_unknown
+    }
+
+    /// The guardrail verdict the product must reach (SPEC §4).
+    pub fn guardrail_trips(&self) -> bool {
+        self.stuck() > self.max_actions
+    }
+}
+
+/// Every case, in the order they run and are reported.
+pub fn all() -> Vec<Case> {
+    let compare = |id, pending_install, deployed_unknown, max_actions| Case {
+        id,
+        group: Group::Compare,
+        helmreleases: 10_000,
+        namespaces: 500,
+        pending_install,
+        deployed_unknown,
+        max_actions,
+        suspend_wait: "5s",
+        baseline: true,
+    };
+    let scaling = |id, helmreleases, namespaces| Case {
+        id,
+        group: Group::Scaling,
+        helmreleases,
+        namespaces,
+        pending_install: 10,
+        deployed_unknown: 10,
+        max_actions: 20,
+        suspend_wait: "0s",
+        baseline: false,
+    };
+    vec![
+        // (a) 20 stuck, 10 per branch, everything acted on.
+        compare("a", 10, 10, 20),
+        // (b) 1 000 / 100 / 0 stuck, half per branch; --max-actions raised to the
+        // stuck count so both tools do the full repair.
+        compare("b1000", 500, 500, 1_000),
+        compare("b100", 50, 50, 100),
+        compare("b0", 0, 0, 10),
+        // (c) 10 branch-A toggles only.
+        compare("c", 10, 0, 10),
+        // Scaling: the same 20 stuck as (a) in a growing cluster; no suspend wait
+        // so that the time is the tool's own work.
+        scaling("s1k", 1_000, 50),
+        scaling("s10k", 10_000, 500),
+        scaling("s50k", 50_000, 2_500),
+    ]
+}

@@ -1,0 +1,158 @@
+//! Renders the measured runs as markdown tables.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use crate::cases::{Case, Group};
+use crate::requests;
+use crate::run::{Run, Tool};
+use crate::stats::{self, median, thousands};
+
+/// Every run of one tool on one case.
+pub struct Row<'a> {
+    pub case: &'a Case,
+    pub tool: Tool,
+    pub runs: Vec<Run>,
+}
+
+impl Row<'_> {
+    fn walls(&self) -> Vec<Duration> {
+        self.runs.iter().map(|r| r.measured.wall).collect()
+    }
+
+    fn stopped(&self) -> bool {
+        self.runs.iter().any(|r| r.measured.killed_at_cap)
+    }
+
+    fn last(&self) -> Option<&Run> {
+        self.runs.last()
+    }
+
+    fn rss_kib(&self) -> Vec<u64> {
+        self.runs.iter().map(|r| r.measured.max_rss_kib).collect()
+    }
+}
+
+fn cluster(c: &Case) -> String {
+    format!(
+        "{} HR / {} ns, stuck {} ({} A + {} B), --max-actions {}",
+        thousands(c.helmreleases),
+        thousands(c.namespaces),
+        thousands(c.stuck()),
+        c.pending_install,
+        c.deployed_unknown,
+        c.max_actions
+    )
+}
+
+fn wall_cell(row: &Row) -> String {
+    if row.stopped() {
+        let toggled = row.last().map_or(0, |r| r.toggled);
+        format!(
+            "> {} (stopped at the cap; had toggled {toggled} of {})",
+            stats::secs(median(row.walls())),
+            row.case.stuck()
+        )
+    } else {
+        stats::wall(&row.walls())
+    }
+}
+
+fn rss_cell(row: &Row) -> String {
+    let rss = row.rss_kib();
+    let max = rss.iter().copied().max().unwrap_or(0);
+    match row.tool {
+        Tool::Ours => stats::mib(max),
+        Tool::Baseline => format!("{} (largest kubectl/sh)", stats::mib(max)),
+    }
+}
+
+/// The comparison table: both tools on cases (a), (b), (c).
+pub fn compare(rows: &[Row]) -> String {
+    let mut out = String::from(
+        "| case | cluster | tool | runs | wall, median (min–max) | baseline ÷ ours | API requests | by verb and resource | bytes (req + resp) | peak RSS |\n\
+         |---|---|---|---|---|---|---|---|---|---|\n",
+    );
+    for row in rows.iter().filter(|r| r.case.group == Group::Compare) {
+        let Some(last) = row.last() else { continue };
+        let ratio = match row.tool {
+            Tool::Ours => rows
+                .iter()
+                .find(|b| b.tool == Tool::Baseline && b.case.id == row.case.id && !b.runs.is_empty())
+                .map(|b| {
+                    let r = median(b.walls()).as_secs_f64() / median(row.walls()).as_secs_f64();
+                    if b.stopped() {
+                        format!("≥ {r:.1}×")
+                    } else {
+                        format!("{r:.1}×")
+                    }
+                })
+                .unwrap_or_else(|| "–".into()),
+            Tool::Baseline => String::new(),
+        };
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            row.case.id,
+            cluster(row.case),
+            row.tool.name(),
+            row.runs.len(),
+            wall_cell(row),
+            ratio,
+            last.requests.len(),
+            requests::render(&requests::tally(&last.requests)),
+            stats::bytes(requests::bytes(&last.requests)),
+            rss_cell(row),
+        );
+    }
+    out
+}
+
+/// The scaling table: the product alone as the cluster grows.
+pub fn scaling(rows: &[Row]) -> String {
+    let mut out = String::from(
+        "| HelmReleases | namespaces | stuck | runs | wall, median (min–max) | per 1 000 HR | peak RSS, max of runs | API requests | bytes (req + resp) |\n\
+         |---|---|---|---|---|---|---|---|---|\n",
+    );
+    for row in rows.iter().filter(|r| r.case.group == Group::Scaling) {
+        let Some(last) = row.last() else { continue };
+        let med = median(row.walls());
+        let per_k = med.as_secs_f64() * 1000.0 / (row.case.helmreleases as f64 / 1000.0);
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {per_k:.0} ms | {} | {} | {} |",
+            thousands(row.case.helmreleases),
+            thousands(row.case.namespaces),
+            row.case.stuck(),
+            row.runs.len(),
+            stats::wall(&row.walls()),
+            rss_cell(row),
+            last.requests.len(),
+            stats::bytes(requests::bytes(&last.requests)),
+        );
+    }
+    out
+}
+
+/// One line per product case: the formula, the measured count, the verdict.
+pub fn formula(rows: &[Row]) -> String {
+    let mut out = String::from(
+        "| case | expected: pages + storage lists + writes + events | measured (every run) | holds |\n|---|---|---|---|\n",
+    );
+    for row in rows.iter().filter(|r| r.tool == Tool::Ours) {
+        let want = requests::expected(row.case);
+        let counts: Vec<String> = row.runs.iter().map(|r| r.requests.len().to_string()).collect();
+        let holds = row.runs.iter().all(|r| {
+            requests::tally(&r.requests) == want.tally
+        });
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} |",
+            row.case.id,
+            want.formula(),
+            counts.join(", "),
+            if holds { "yes" } else { "**NO**" }
+        );
+    }
+    out
+}
