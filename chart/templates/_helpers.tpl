@@ -154,3 +154,15 @@ The permissions the binary needs (SPEC §8), identical to rbac/clusterrole.yaml
   resources: ["events"]
   verbs: ["create", "patch"]
 {{- end -}}
+
+{{/*
+The binary refuses a zero duration (exit 2, every run): refuse it here instead.
+*/}}
+{{- define "stuck-hr-recovery.checkDurations" -}}
+{{- range $key := list "stuckThreshold" "suspendWait" "cooldown" "timeout" -}}
+{{- $v := get $.Values $key -}}
+{{- if eq (include "stuck-hr-recovery.seconds" $v) "0" -}}
+{{- fail (printf "%s must be above zero (got %q)" $key (toString $v)) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
