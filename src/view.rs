@@ -436,3 +436,6 @@ fn quote_plain(s: &str) -> String {
     }
     format!("{}…", &s[..cut])
 }
+
+#[cfg(test)]
+mod tests;
