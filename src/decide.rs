@@ -293,3 +293,89 @@ fn younger_than(then: DateTime<Utc>, now: DateTime<Utc>, window: Duration) -> bo
 fn delta(d: Duration) -> TimeDelta {
     TimeDelta::from_std(d).unwrap_or(TimeDelta::MAX)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn secret(version: &str, status: &str) -> BTreeMap<String, String> {
+        [
+            ("owner", "helm"),
+            ("name", "web"),
+            ("version", version),
+            ("status", status),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+    }
+
+    #[test]
+    fn version_10_is_later_than_version_9() {
+        let secrets = [secret("9", "superseded"), secret("10", "deployed")];
+        assert_eq!(
+            latest_revision(&secrets),
+            Some(LatestRevision {
+                version: 10,
+                status: "deployed".to_string()
+            })
+        );
+    }
+
+    #[test]
+    fn a_version_that_is_not_a_whole_number_is_ignored() {
+        for bad in [
+            "x11",
+            "11.0",
+            "-11",
+            "+11",
+            "",
+            " 11",
+            "99999999999999999999999",
+        ] {
+            let secrets = [secret("2", "deployed"), secret(bad, "pending-upgrade")];
+            let latest = latest_revision(&secrets).map(|l| l.version);
+            assert_eq!(latest, Some(2), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn no_secret_with_a_usable_version_means_no_release() {
+        assert_eq!(latest_revision(&[]), None);
+        assert_eq!(latest_revision(&[secret("v1", "deployed")]), None);
+    }
+
+    #[test]
+    fn a_missing_status_label_reads_as_empty() {
+        let mut labels = secret("3", "deployed");
+        labels.remove("status");
+        let latest = latest_revision([&labels]);
+        assert_eq!(latest.map(|l| l.status), Some(String::new()));
+    }
+
+    #[test]
+    fn strict_rfc3339_parsing() {
+        assert!(parse_time("2026-01-01T11:00:00Z").is_some());
+        assert!(parse_time("2026-01-01T11:00:00.5+01:00").is_some());
+        assert!(parse_time("2026-01-01t11:00:00z").is_some());
+        for bad in [
+            "2026-01-01 11:00:00Z",
+            "2026-01-01T11:00:00",
+            "2026-01-01T11:00Z",
+            "2026-01-01",
+            "Thu, 01 Jan 2026 11:00:00 GMT",
+            "",
+        ] {
+            assert_eq!(parse_time(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn the_label_selector_names_owner_and_release() {
+        let r = ReleaseRef {
+            storage_namespace: "apps".to_string(),
+            release_name: "web".to_string(),
+        };
+        assert_eq!(r.label_selector(), "owner=helm,name=web");
+    }
+}
