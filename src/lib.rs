@@ -9,8 +9,12 @@
 pub mod cli;
 pub mod config;
 pub mod decide;
+pub mod error;
+pub mod execute;
 pub mod exit;
+pub mod kube_io;
 pub mod model;
 pub mod plan;
 pub mod report;
+pub mod run;
 pub mod view;

@@ -1,0 +1,176 @@
+//! Kubernetes Events about our actions, through kube's [`Recorder`]
+//! (`events.k8s.io/v1`, create and — for a repeat — patch).
+//!
+//! No Event is published in a dry run (client or server). A failed publish is
+//! logged at warn level and never changes an action's result.
+
+use std::fmt;
+
+use k8s_openapi::api::core::v1::ObjectReference;
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+
+use crate::error::{Error, ObjectName};
+use crate::model::{DryRun, FIELD_MANAGER, api};
+use crate::view::HelmReleaseView;
+
+/// Every Event this tool publishes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventReason {
+    /// Normal: branch B wrote Ready/Released True.
+    StuckReleaseCorrected,
+    /// Warning: branch B's status patch failed (rolled back, or failed).
+    StuckReleaseCorrectionFailed,
+    /// Normal: branch A suspended and resumed.
+    StuckReleaseToggled,
+    /// Warning: a suspend or resume failed.
+    StuckReleaseToggleFailed,
+    /// Normal: a toggle a killed run left suspended was resumed.
+    InterruptedToggleResumed,
+    /// Warning: too many recoveries planned; none was acted on.
+    RecoveryGuardrailTripped,
+}
+
+impl EventReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventReason::StuckReleaseCorrected => "StuckReleaseCorrected",
+            EventReason::StuckReleaseCorrectionFailed => "StuckReleaseCorrectionFailed",
+            EventReason::StuckReleaseToggled => "StuckReleaseToggled",
+            EventReason::StuckReleaseToggleFailed => "StuckReleaseToggleFailed",
+            EventReason::InterruptedToggleResumed => "InterruptedToggleResumed",
+            EventReason::RecoveryGuardrailTripped => "RecoveryGuardrailTripped",
+        }
+    }
+
+    /// Normal or Warning.
+    pub fn event_type(self) -> EventType {
+        match self {
+            EventReason::StuckReleaseCorrected
+            | EventReason::StuckReleaseToggled
+            | EventReason::InterruptedToggleResumed => EventType::Normal,
+            EventReason::StuckReleaseCorrectionFailed
+            | EventReason::StuckReleaseToggleFailed
+            | EventReason::RecoveryGuardrailTripped => EventType::Warning,
+        }
+    }
+
+    /// The Event's `action` (what we were doing).
+    fn action(self) -> &'static str {
+        match self {
+            EventReason::StuckReleaseCorrected | EventReason::StuckReleaseCorrectionFailed => {
+                "CorrectStatus"
+            }
+            EventReason::StuckReleaseToggled | EventReason::StuckReleaseToggleFailed => {
+                "ToggleSuspend"
+            }
+            EventReason::InterruptedToggleResumed => "Resume",
+            EventReason::RecoveryGuardrailTripped => "Plan",
+        }
+    }
+}
+
+impl fmt::Display for EventReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Publishes Events about HelmReleases, or nothing in a dry run.
+#[derive(Clone)]
+pub struct Events {
+    recorder: Option<Recorder>,
+}
+
+impl Events {
+    pub fn new(client: kube::Client, dry_run: DryRun) -> Self {
+        let recorder = (dry_run == DryRun::None).then(|| {
+            let reporter = Reporter {
+                controller: FIELD_MANAGER.to_owned(),
+                instance: std::env::var("POD_NAME").ok(),
+            };
+            Recorder::new(client, reporter)
+        });
+        Self { recorder }
+    }
+
+    /// Publishes one Event on the HelmRelease; logs (never returns) a failure.
+    pub async fn publish(&self, view: &HelmReleaseView, reason: EventReason, note: String) {
+        let Some(recorder) = &self.recorder else {
+            return;
+        };
+        let event = Event {
+            type_: reason.event_type(),
+            reason: reason.as_str().to_owned(),
+            note: Some(truncate(note)),
+            action: reason.action().to_owned(),
+            secondary: None,
+        };
+        if let Err(source) = recorder.publish(&event, &reference(view)).await {
+            let error = Error::PublishEvent {
+                object: ObjectName::new(&view.namespace, &view.name),
+                reason: reason.as_str(),
+                source: Box::new(source),
+            };
+            tracing::warn!(
+                namespace = %view.namespace,
+                name = %view.name,
+                error = %error.chain(),
+                "Event not published"
+            );
+        }
+    }
+}
+
+/// The `regarding` reference of an Event about this HelmRelease.
+pub fn reference(view: &HelmReleaseView) -> ObjectReference {
+    ObjectReference {
+        api_version: Some(format!("{}/{}", api::GROUP, api::VERSION)),
+        kind: Some(api::KIND.to_owned()),
+        namespace: Some(view.namespace.clone()),
+        name: Some(view.name.clone()),
+        uid: view.uid.clone(),
+        ..ObjectReference::default()
+    }
+}
+
+/// An Event note is at most 1 kB.
+fn truncate(mut note: String) -> String {
+    const MAX: usize = 1024;
+    if note.len() > MAX {
+        let mut end = MAX - 3;
+        while !note.is_char_boundary(end) {
+            end -= 1;
+        }
+        note.truncate(end);
+        note.push_str("...");
+    }
+    note
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn warnings_are_the_failure_and_guardrail_reasons() {
+        assert_eq!(
+            EventReason::RecoveryGuardrailTripped.event_type(),
+            EventType::Warning
+        );
+        assert_eq!(
+            EventReason::StuckReleaseCorrected.event_type(),
+            EventType::Normal
+        );
+        assert_eq!(
+            EventReason::InterruptedToggleResumed.to_string(),
+            "InterruptedToggleResumed"
+        );
+    }
+
+    #[test]
+    fn long_notes_are_cut_at_one_kilobyte() {
+        let note = truncate("é".repeat(2000));
+        assert!(note.len() <= 1024);
+        assert!(note.ends_with("..."));
+    }
+}

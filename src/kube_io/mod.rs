@@ -1,0 +1,12 @@
+//! Everything that reads from the cluster: the client, paged HelmRelease
+//! listing into views, and metadata-only Helm storage reads.
+
+pub mod client;
+pub mod helmreleases;
+pub mod list;
+pub mod storage;
+
+pub use client::{MAX_IN_FLIGHT, connect};
+pub use helmreleases::HelmReleases;
+pub use list::{ListFailure, Listed, list_helmreleases};
+pub use storage::{read_storage, releases_needed};
