@@ -23,7 +23,8 @@ pub struct Cli {
         long,
         env = "STUCK_HR_THRESHOLD",
         default_value = "5m",
-        value_name = "DURATION"
+        value_name = "DURATION",
+        allow_hyphen_values = true
     )]
     pub stuck_threshold: String,
 
@@ -33,7 +34,8 @@ pub struct Cli {
         long,
         env = "STUCK_HR_MAX_ACTIONS",
         default_value = "10",
-        value_name = "N"
+        value_name = "N",
+        allow_hyphen_values = true
     )]
     pub max_actions: String,
 
@@ -42,7 +44,8 @@ pub struct Cli {
         long,
         env = "STUCK_HR_SUSPEND_WAIT",
         default_value = "5s",
-        value_name = "DURATION"
+        value_name = "DURATION",
+        allow_hyphen_values = true
     )]
     pub suspend_wait: String,
 
@@ -51,7 +54,8 @@ pub struct Cli {
         long,
         env = "STUCK_HR_COOLDOWN",
         default_value = "30m",
-        value_name = "DURATION"
+        value_name = "DURATION",
+        allow_hyphen_values = true
     )]
     pub cooldown: String,
 
@@ -60,18 +64,19 @@ pub struct Cli {
         long,
         env = "STUCK_HR_TIMEOUT",
         default_value = "90s",
-        value_name = "DURATION"
+        value_name = "DURATION",
+        allow_hyphen_values = true
     )]
     pub timeout: String,
 
     /// Read and decide only (`client`, also the bare flag), or send every
-    /// write with dryRun=All (`server`).
+    /// write with dryRun=All (`server`); `none` (or empty) acts for real.
+    /// [possible values: none, client, server]
     #[arg(
         long,
         env = "STUCK_HR_DRY_RUN",
-        value_enum,
+        value_parser = dry_run_value,
         num_args = 0..=1,
-        require_equals = true,
         default_value = "none",
         default_missing_value = "client",
         value_name = "MODE"
@@ -113,7 +118,7 @@ pub struct Cli {
 }
 
 /// `--dry-run` values.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DryRunArg {
     None,
     Client,
@@ -132,6 +137,8 @@ pub enum FormatArg {
 pub struct UsageError {
     /// The flag, e.g. `--stuck-threshold`.
     pub flag: &'static str,
+    /// Its environment variable, e.g. `STUCK_HR_THRESHOLD`.
+    pub env: &'static str,
     pub value: String,
     /// What would have been accepted.
     pub expected: &'static str,
@@ -141,13 +148,24 @@ impl fmt::Display for UsageError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "invalid value {:?} for {}: expected {}",
-            self.value, self.flag, self.expected
+            "invalid value {:?} for {} (or {}): expected {}",
+            self.value, self.flag, self.env, self.expected
         )
     }
 }
 
 impl std::error::Error for UsageError {}
+
+/// `--dry-run` / `STUCK_HR_DRY_RUN`: `none`, `client` or `server`; empty
+/// means `none` (so an empty variable in a manifest is harmless).
+fn dry_run_value(value: &str) -> Result<DryRunArg, String> {
+    match value.trim() {
+        "" | "none" => Ok(DryRunArg::None),
+        "client" => Ok(DryRunArg::Client),
+        "server" => Ok(DryRunArg::Server),
+        _ => Err("expected none, client or server (empty means none)".to_string()),
+    }
+}
 
 const DURATION_FORM: &str = "a positive duration such as 30s, 5m or 1h30m (units ms, s, m, h, d)";
 const COUNT_FORM: &str = "a whole number, 0 or more";
@@ -168,6 +186,7 @@ impl Cli {
         if namespaces.iter().any(String::is_empty) {
             return Err(UsageError {
                 flag: "--namespace",
+                env: "STUCK_HR_NAMESPACES",
                 value: namespaces.join(","),
                 expected: "namespace names without empty entries",
             });
@@ -177,11 +196,19 @@ impl Cli {
             other => other,
         };
         Ok(Config {
-            stuck_threshold: duration("--stuck-threshold", &self.stuck_threshold)?,
-            max_actions: count("--max-actions", &self.max_actions)?,
-            suspend_wait: duration("--suspend-wait", &self.suspend_wait)?,
-            cooldown: duration("--cooldown", &self.cooldown)?,
-            timeout: duration("--timeout", &self.timeout)?,
+            stuck_threshold: duration(
+                "--stuck-threshold",
+                "STUCK_HR_THRESHOLD",
+                &self.stuck_threshold,
+            )?,
+            max_actions: count("--max-actions", "STUCK_HR_MAX_ACTIONS", &self.max_actions)?,
+            suspend_wait: duration(
+                "--suspend-wait",
+                "STUCK_HR_SUSPEND_WAIT",
+                &self.suspend_wait,
+            )?,
+            cooldown: duration("--cooldown", "STUCK_HR_COOLDOWN", &self.cooldown)?,
+            timeout: duration("--timeout", "STUCK_HR_TIMEOUT", &self.timeout)?,
             dry_run: match self.dry_run {
                 DryRunArg::None => DryRun::None,
                 DryRunArg::Client => DryRun::Client,
@@ -202,30 +229,29 @@ impl Cli {
     }
 }
 
-fn duration(flag: &'static str, value: &str) -> Result<Duration, UsageError> {
+fn duration(flag: &'static str, env: &'static str, value: &str) -> Result<Duration, UsageError> {
     parse_duration(value)
         .filter(|d| !d.is_zero())
         .ok_or_else(|| UsageError {
             flag,
+            env,
             value: value.to_string(),
             expected: DURATION_FORM,
         })
 }
 
-fn count(flag: &'static str, value: &str) -> Result<usize, UsageError> {
-    let trimmed = value.trim();
-    if trimmed.is_empty() || !trimmed.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(UsageError {
-            flag,
-            value: value.to_string(),
-            expected: COUNT_FORM,
-        });
-    }
-    trimmed.parse().map_err(|_| UsageError {
+fn count(flag: &'static str, env: &'static str, value: &str) -> Result<usize, UsageError> {
+    let error = || UsageError {
         flag,
+        env,
         value: value.to_string(),
         expected: COUNT_FORM,
-    })
+    };
+    let trimmed = value.trim();
+    if trimmed.is_empty() || !trimmed.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(error());
+    }
+    trimmed.parse().map_err(|_| error())
 }
 
 #[cfg(test)]
