@@ -300,12 +300,22 @@ pub fn shorten_release_name(name: &str) -> String {
     if name.len() <= RELEASE_NAME_MAX {
         return name.to_string();
     }
-    let mut cut = RELEASE_NAME_MAX - RELEASE_NAME_HASH - 1;
-    while !name.is_char_boundary(cut) {
+    let digest = hex::encode(Sha256::digest(name.as_bytes()));
+    format!(
+        "{}-{}",
+        prefix(name, RELEASE_NAME_MAX - RELEASE_NAME_HASH - 1),
+        prefix(&digest, RELEASE_NAME_HASH)
+    )
+}
+
+/// The longest prefix of `s` of at most `max` bytes that ends on a character
+/// boundary.
+fn prefix(s: &str, max: usize) -> &str {
+    let mut cut = max.min(s.len());
+    while !s.is_char_boundary(cut) {
         cut -= 1;
     }
-    let digest = hex::encode(Sha256::digest(name.as_bytes()));
-    format!("{}-{}", &name[..cut], &digest[..RELEASE_NAME_HASH])
+    s.get(..cut).unwrap_or_default()
 }
 
 fn non_empty(s: Option<String>) -> Option<String> {
@@ -329,11 +339,7 @@ fn quote(s: &str) -> String {
     if s.len() <= QUOTE_MAX {
         return format!("{s:?}");
     }
-    let mut cut = QUOTE_MAX;
-    while !s.is_char_boundary(cut) {
-        cut -= 1;
-    }
-    format!("{:?}… ({} bytes)", &s[..cut], s.len())
+    format!("{:?}… ({} bytes)", prefix(s, QUOTE_MAX), s.len())
 }
 
 /// Typed field access that turns a wrong type into a [`MalformedObject`]
@@ -430,11 +436,7 @@ fn quote_plain(s: &str) -> String {
     if s.len() <= QUOTE_MAX {
         return s.to_string();
     }
-    let mut cut = QUOTE_MAX;
-    while !s.is_char_boundary(cut) {
-        cut -= 1;
-    }
-    format!("{}…", &s[..cut])
+    format!("{}…", prefix(s, QUOTE_MAX))
 }
 
 #[cfg(test)]

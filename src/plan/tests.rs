@@ -787,3 +787,87 @@ fn the_correction_timestamp_is_compared_with_ready_not_with_now() {
         skip(Reason::AlreadyCorrected)
     );
 }
+
+mod guardrail_property {
+    use proptest::prelude::*;
+
+    use super::super::fixtures::{Cluster, Helm, cluster, hr, minutes};
+    use crate::config::Config;
+
+    /// One HelmRelease of a random cluster.
+    #[derive(Debug, Clone, Copy)]
+    enum Kind {
+        Correct,
+        Toggle,
+        Resume,
+        Clear,
+        Pending,
+        Healthy,
+        Young,
+    }
+
+    fn kind() -> impl Strategy<Value = Kind> {
+        prop_oneof![
+            Just(Kind::Correct),
+            Just(Kind::Toggle),
+            Just(Kind::Resume),
+            Just(Kind::Clear),
+            Just(Kind::Pending),
+            Just(Kind::Healthy),
+            Just(Kind::Young),
+        ]
+    }
+
+    fn build(kinds: &[Kind]) -> Cluster {
+        kinds.iter().enumerate().fold(cluster(), |c, (i, k)| {
+            let name = format!("hr-{i}");
+            let base = hr(&format!("ns-{}", i % 3), &name);
+            match k {
+                Kind::Correct => c.with(base.stuck_deployed(3), Helm::deployed(3)),
+                Kind::Toggle => c.with(base.stuck_pending_install(), Helm::deployed(1)),
+                Kind::Resume => c.with(
+                    base.stuck_pending_install().suspended().marker(),
+                    Helm::NotRead,
+                ),
+                Kind::Clear => c.with(base.ready_true().marker(), Helm::NotRead),
+                Kind::Pending => c.with(
+                    base.stuck_pending_install(),
+                    Helm::Latest(1, "pending-install"),
+                ),
+                Kind::Healthy => c.with(base.ready_true(), Helm::NotRead),
+                Kind::Young => c.with(base.ready_unknown_for(minutes(1)), Helm::NotRead),
+            }
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn the_plan_never_runs_more_recoveries_than_max_actions_and_always_runs_repairs(
+            kinds in prop::collection::vec(kind(), 0..40),
+            max_actions in 0usize..15,
+        ) {
+            let config = Config { max_actions, ..Config::default() };
+            let plan = build(&kinds).plan(&config);
+            let count = |f: fn(&Kind) -> bool| kinds.iter().filter(|k| f(k)).count();
+            let recoveries = count(|k| matches!(k, Kind::Correct | Kind::Toggle));
+            let repairs = count(|k| matches!(k, Kind::Resume | Kind::Clear));
+
+            prop_assert_eq!(plan.scanned, kinds.len());
+            prop_assert_eq!(plan.guardrail.candidates, recoveries);
+            prop_assert_eq!(plan.guardrail.tripped, recoveries > max_actions);
+            let runnable_recoveries = plan
+                .runnable()
+                .filter(|i| i.decision.branch.is_some_and(|b| b.is_guarded()))
+                .count();
+            prop_assert!(runnable_recoveries <= max_actions);
+            let expected = if plan.guardrail.tripped { 0 } else { recoveries };
+            prop_assert_eq!(runnable_recoveries, expected);
+            prop_assert_eq!(plan.held_back().count(), recoveries - expected);
+            let runnable_repairs = plan
+                .runnable()
+                .filter(|i| i.decision.branch.is_some_and(|b| !b.is_guarded()))
+                .count();
+            prop_assert_eq!(runnable_repairs, repairs);
+        }
+    }
+}
