@@ -185,9 +185,10 @@ fn walk<'a>(view: &'a HelmReleaseView, now: DateTime<Utc>, config: &Config) -> S
     match ready.status.as_str() {
         "True" => return Done(Decision::skip(Reason::Ready)),
         "False" => return Done(Decision::skip(Reason::NotReady)),
-        _ => {}
+        "Unknown" => {}
+        // The view admits nothing else; never act on what it might mean.
+        _ => return Done(Decision::skip(Reason::UnknownStuckMode)),
     }
-    // Ready is Unknown (or an unexpected value, read as not yet known).
     let Some(ready_since) = ready.last_transition_time.as_deref().and_then(parse_time) else {
         return Done(Decision::skip(Reason::BadTimestamp));
     };

@@ -24,7 +24,8 @@ const QUOTE_MAX: usize = 64;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConditionView {
     pub type_: String,
-    /// `True`, `False` or `Unknown` (as written; not validated).
+    /// `True`, `False` or `Unknown` (anything else makes the object
+    /// malformed).
     pub status: String,
     pub reason: Option<String>,
     pub message: Option<String>,
@@ -191,9 +192,19 @@ impl HelmReleaseView {
                 Some(t) if !t.is_empty() => t,
                 _ => return Err(ctx.err(format!("{path}.type is missing or empty"))),
             };
-            let status = ctx
-                .string(c, "status", &format!("{path}.status"))?
-                .unwrap_or_default();
+            // The CRD allows exactly these three; anything else is a corrupt
+            // object, never something to act on.
+            let status = match ctx.string(c, "status", &format!("{path}.status"))? {
+                Some(s) if matches!(s.as_str(), "True" | "False" | "Unknown") => s,
+                other => {
+                    return Err(ctx.err(format!(
+                        "{path}.status is {}, expected True, False or Unknown",
+                        other
+                            .as_deref()
+                            .map_or_else(|| "missing".to_string(), quote)
+                    )));
+                }
+            };
             conditions.push(ConditionView {
                 type_,
                 status,

@@ -304,6 +304,29 @@ fn a_condition_without_a_type_is_malformed() {
 }
 
 #[test]
+fn a_condition_status_outside_true_false_unknown_is_malformed() {
+    for bad in [json!("Maybe"), json!(""), Value::Null] {
+        let conditions =
+            json!([{"type": "Ready", "status": bad, "lastTransitionTime": "2026-01-01T11:00:00Z"}]);
+        let m = malformed(
+            hr("apps", "web")
+                .field(&["status", "conditions"], conditions)
+                .json(),
+        );
+        assert!(
+            m.problem.starts_with("status.conditions[0].status is"),
+            "{}",
+            m.problem
+        );
+        assert!(
+            m.problem.ends_with("expected True, False or Unknown"),
+            "{}",
+            m.problem
+        );
+    }
+}
+
+#[test]
 fn a_suspend_flag_that_is_not_a_boolean_is_malformed() {
     let m = malformed(
         hr("apps", "web")
