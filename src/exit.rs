@@ -28,6 +28,22 @@ impl ExitCode {
         self as i32
     }
 
+    /// Every exit code.
+    pub const ALL: [ExitCode; 7] = [
+        ExitCode::Success,
+        ExitCode::GuardrailTripped,
+        ExitCode::Usage,
+        ExitCode::ActionsFailed,
+        ExitCode::ListFailed,
+        ExitCode::Interrupted,
+        ExitCode::Terminated,
+    ];
+
+    /// The variant for a process exit status, if it is one of ours.
+    pub fn from_code(code: i32) -> Option<ExitCode> {
+        ExitCode::ALL.into_iter().find(|c| c.code() == code)
+    }
+
     /// Higher wins in [`ExitCode::combine`].
     fn precedence(self) -> u8 {
         match self {
@@ -84,6 +100,14 @@ mod tests {
         for (code, number) in codes {
             assert_eq!(code.code(), number);
         }
+    }
+
+    #[test]
+    fn every_code_reads_back_from_its_number() {
+        for code in ExitCode::ALL {
+            assert_eq!(ExitCode::from_code(code.code()), Some(code));
+        }
+        assert_eq!(ExitCode::from_code(5), None);
     }
 
     #[test]

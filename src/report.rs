@@ -233,7 +233,7 @@ impl Report {
             .skipped
             .iter()
             .any(|s| s.reason == Reason::StorageUnreadable);
-        let mut code = ExitCode::from_i32(self.exit_code);
+        let mut code = ExitCode::from_code(self.exit_code).unwrap_or(ExitCode::Success);
         if self.guardrail.tripped {
             code = code.combine(ExitCode::GuardrailTripped);
         }
@@ -248,30 +248,13 @@ impl Report {
 
     /// The exit code as an [`ExitCode`].
     pub fn exit(&self) -> ExitCode {
-        ExitCode::from_i32(self.exit_code)
+        ExitCode::from_code(self.exit_code).unwrap_or(ExitCode::Success)
     }
 
     fn action_mut(&mut self, namespace: &str, name: &str) -> Option<&mut ActionRecord> {
         self.actions
             .iter_mut()
             .find(|a| a.namespace == namespace && a.name == name)
-    }
-}
-
-impl ExitCode {
-    /// The variant for a status this module wrote; anything else is success.
-    fn from_i32(code: i32) -> ExitCode {
-        [
-            ExitCode::GuardrailTripped,
-            ExitCode::Usage,
-            ExitCode::ActionsFailed,
-            ExitCode::ListFailed,
-            ExitCode::Interrupted,
-            ExitCode::Terminated,
-        ]
-        .into_iter()
-        .find(|c| c.code() == code)
-        .unwrap_or(ExitCode::Success)
     }
 }
 
