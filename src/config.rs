@@ -70,15 +70,38 @@ pub enum LogFormat {
     Json,
 }
 
-/// Parses a duration as the flags accept it: one or more `<number><unit>`
-/// groups with units `ms`, `s`, `m`, `h`, `d` (e.g. `30s`, `5m`, `1h30m`).
-/// Returns `None` for anything else (empty, negative, no unit, garbage).
+/// Parses a duration as the flags accept it: one or more `<whole
+/// number><unit>` groups, largest unit first or not, with units `ms`, `s`,
+/// `m`, `h` (e.g. `30s`, `5m`, `1h30m`, `500ms`) — Go's duration syntax,
+/// which Flux users know, without fractions. Returns `None` for anything else
+/// (empty, negative, a number without unit, spaces, an unknown unit, an
+/// overflow).
 pub fn parse_duration(s: &str) -> Option<Duration> {
-    let s = s.trim();
-    if s.is_empty() || !s.starts_with(|c: char| c.is_ascii_digit()) {
+    let mut rest = s;
+    let mut total = Duration::ZERO;
+    if rest.is_empty() {
         return None;
     }
-    humantime::parse_duration(s).ok()
+    while !rest.is_empty() {
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        if digits == 0 {
+            return None;
+        }
+        let (number, tail) = rest.split_at(digits);
+        let number: u64 = number.parse().ok()?;
+        let unit_len = tail.bytes().take_while(u8::is_ascii_alphabetic).count();
+        let (unit, tail) = tail.split_at(unit_len);
+        let part = match unit {
+            "ms" => Duration::from_millis(number),
+            "s" => Duration::from_secs(number),
+            "m" => Duration::from_secs(number.checked_mul(60)?),
+            "h" => Duration::from_secs(number.checked_mul(3600)?),
+            _ => return None,
+        };
+        total = total.checked_add(part)?;
+        rest = tail;
+    }
+    Some(total)
 }
 
 /// Formats a duration the way the flags accept it, in one canonical form: a
@@ -149,7 +172,29 @@ mod tests {
         assert_eq!(parse_duration("30s"), Some(Duration::from_secs(30)));
         assert_eq!(parse_duration("5m"), Some(Duration::from_secs(300)));
         assert_eq!(parse_duration("1h30m"), Some(Duration::from_secs(5400)));
-        for bad in ["", "5", "-5m", "abc", "5 parsecs", "m5"] {
+        assert_eq!(
+            parse_duration("1h30m15s500ms"),
+            Some(Duration::from_millis(5_415_500))
+        );
+        assert_eq!(parse_duration("90m"), Some(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("0s"), Some(Duration::ZERO));
+        for bad in [
+            "",
+            "5",
+            "-5m",
+            "abc",
+            "5 parsecs",
+            "m5",
+            "1.5h",
+            "1h 30m",
+            " 5m",
+            "5m ",
+            "2d",
+            "1us",
+            "5min",
+            "99999999999999999999h",
+            "18446744073709551615h",
+        ] {
             assert_eq!(parse_duration(bad), None, "{bad:?}");
         }
     }
