@@ -167,7 +167,7 @@ fn dry_run_value(value: &str) -> Result<DryRunArg, String> {
     }
 }
 
-const DURATION_FORM: &str = "a positive duration such as 30s, 5m or 1h30m (units ms, s, m, h)";
+const DURATION_FORM: &str = "a positive duration such as 30s, 5m or 1h30m (units ms, s, m, h, d)";
 const COUNT_FORM: &str = "a whole number, 0 or more";
 
 impl Cli {

@@ -72,8 +72,9 @@ pub enum LogFormat {
 
 /// Parses a duration as the flags accept it: one or more `<whole
 /// number><unit>` groups, largest unit first or not, with units `ms`, `s`,
-/// `m`, `h` (e.g. `30s`, `5m`, `1h30m`, `500ms`) — Go's duration syntax,
-/// which Flux users know, without fractions. Returns `None` for anything else
+/// `m`, `h`, `d` (e.g. `30s`, `5m`, `1h30m`, `500ms`, `1d`) — Go's
+/// duration syntax, which Flux users know, without fractions, plus days (the
+/// chart's schema admits them). Returns `None` for anything else
 /// (empty, negative, a number without unit, spaces, an unknown unit, an
 /// overflow).
 pub fn parse_duration(s: &str) -> Option<Duration> {
@@ -96,6 +97,7 @@ pub fn parse_duration(s: &str) -> Option<Duration> {
             "s" => Duration::from_secs(number),
             "m" => Duration::from_secs(number.checked_mul(60)?),
             "h" => Duration::from_secs(number.checked_mul(3600)?),
+            "d" => Duration::from_secs(number.checked_mul(86_400)?),
             _ => return None,
         };
         total = total.checked_add(part)?;
@@ -177,6 +179,7 @@ mod tests {
             Some(Duration::from_millis(5_415_500))
         );
         assert_eq!(parse_duration("90m"), Some(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("1d"), Some(Duration::from_secs(86_400)));
         assert_eq!(parse_duration("0s"), Some(Duration::ZERO));
         for bad in [
             "",

@@ -306,7 +306,7 @@ fn a_bad_duration_from_the_environment_names_the_flag_and_the_variable() {
     assert_eq!(
         message,
         "invalid value \"forever\" for --cooldown (or STUCK_HR_COOLDOWN): expected \
-         a positive duration such as 30s, 5m or 1h30m (units ms, s, m, h)"
+         a positive duration such as 30s, 5m or 1h30m (units ms, s, m, h, d)"
     );
 }
 
