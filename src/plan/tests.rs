@@ -871,3 +871,118 @@ mod guardrail_property {
         }
     }
 }
+
+/// One fixture per row, in table order: every reason code is reachable, and
+/// the table is complete (a new reason fails this test until it has a row).
+#[test]
+fn every_row_of_the_decision_table_is_reached_by_its_fixture() {
+    let w = || hr("apps", "web");
+    let rows = [
+        (
+            Reason::Deleting,
+            w().stuck_deployed(3).deleting(),
+            Helm::NotRead,
+        ),
+        (
+            Reason::InterruptedToggle,
+            w().stuck_pending_install().suspended().marker(),
+            Helm::NotRead,
+        ),
+        (
+            Reason::StaleMarker,
+            w().stuck_pending_install().marker(),
+            Helm::NotRead,
+        ),
+        (
+            Reason::Suspended,
+            w().stuck_deployed(3).suspended(),
+            Helm::NotRead,
+        ),
+        (
+            Reason::NoReadyCondition,
+            w().no_ready_condition(),
+            Helm::NotRead,
+        ),
+        (Reason::Ready, w().ready_true(), Helm::NotRead),
+        (
+            Reason::NotReady,
+            w().ready_false_for(minutes(60)),
+            Helm::NotRead,
+        ),
+        (
+            Reason::BadTimestamp,
+            w().ready_unknown_since("noon"),
+            Helm::NotRead,
+        ),
+        (
+            Reason::WithinThreshold,
+            w().ready_unknown_for(minutes(1)),
+            Helm::NotRead,
+        ),
+        (
+            Reason::AlreadyCorrected,
+            w().stuck_deployed(3).corrected_ago(minutes(1)),
+            Helm::NotRead,
+        ),
+        (
+            Reason::GenerationNotAttempted,
+            w().stuck_deployed(3).generation(2),
+            Helm::NotRead,
+        ),
+        (
+            Reason::Remediated,
+            w().stuck_deployed(3).remediated(),
+            Helm::NotRead,
+        ),
+        (
+            Reason::HelmStorageDisagrees,
+            w().stuck_deployed(3),
+            Helm::deployed(4),
+        ),
+        (
+            Reason::DeployedButUnknownReady,
+            w().stuck_deployed(3),
+            Helm::deployed(3),
+        ),
+        (
+            Reason::RecentlyToggled,
+            w().stuck_pending_install().toggled_ago(minutes(1)),
+            Helm::NotRead,
+        ),
+        (
+            Reason::PendingInstallButDeployed,
+            w().stuck_pending_install(),
+            Helm::deployed(1),
+        ),
+        (
+            Reason::NoHelmRelease,
+            w().stuck_pending_install(),
+            Helm::NoRelease,
+        ),
+        (
+            Reason::HelmReleasePending,
+            w().stuck_pending_install(),
+            Helm::Latest(1, "pending-install"),
+        ),
+        (
+            Reason::StorageUnreadable,
+            w().stuck_pending_install(),
+            Helm::Unreadable,
+        ),
+        (
+            Reason::UnknownStuckMode,
+            w().ready_unknown_for(minutes(6))
+                .history_status("failed", 2),
+            Helm::NotRead,
+        ),
+    ];
+    let reasons: Vec<Reason> = rows.iter().map(|(r, _, _)| *r).collect();
+    let table: Vec<Reason> = Reason::ALL
+        .into_iter()
+        .filter(|r| *r != Reason::Malformed)
+        .collect();
+    assert_eq!(reasons, table, "one row per reason, in table order");
+    for (reason, hr, helm) in rows {
+        assert_eq!(decided(hr, helm).reason, reason);
+    }
+}
