@@ -70,7 +70,7 @@ pub struct Cli {
     pub timeout: String,
 
     /// Read and decide only (`client`, also the bare flag), or send every
-    /// write with dryRun=All (`server`); `none` (or empty) acts for real.
+    /// write with dryRun=All (`server`); `none` (or empty) acts for real
     /// [possible values: none, client, server]
     #[arg(
         long,
@@ -120,15 +120,20 @@ pub struct Cli {
 /// `--dry-run` values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DryRunArg {
+    /// Act for real.
     None,
+    /// Read and decide only.
     Client,
+    /// Send every write with `dryRun=All`.
     Server,
 }
 
 /// `--output` / `--log-format` values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum FormatArg {
+    /// Plain text.
     Text,
+    /// JSON.
     Json,
 }
 

@@ -56,8 +56,10 @@ impl Default for Config {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum OutputFormat {
+    /// One line per action and listed skip, then a summary line.
     #[default]
     Text,
+    /// One JSON document (docs/report-schema.md).
     Json,
 }
 
@@ -65,8 +67,10 @@ pub enum OutputFormat {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
+    /// Human-readable lines.
     #[default]
     Text,
+    /// One JSON object per line.
     Json,
 }
 

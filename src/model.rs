@@ -186,6 +186,7 @@ pub enum ActionResult {
 }
 
 impl ActionResult {
+    /// The result name used in the report.
     pub fn as_str(self) -> &'static str {
         match self {
             ActionResult::Planned => "planned",
@@ -215,6 +216,7 @@ pub enum DryRun {
 }
 
 impl DryRun {
+    /// The mode name used in flags and the report.
     pub fn as_str(self) -> &'static str {
         match self {
             DryRun::None => "none",

@@ -20,7 +20,9 @@ const UNKNOWN: &str = "<unknown>";
     reason = "a view is the common case; malformed is rare"
 )]
 pub enum Candidate {
+    /// An object read into a view.
     View(HelmReleaseView),
+    /// An object that could not be read: planned as a `malformed` skip.
     Malformed(MalformedObject),
 }
 
