@@ -468,6 +468,14 @@ fn resource_op(
             "Invalid dryRun: {d}: supported values: \"All\""
         )));
     }
+    if content_type.is_some_and(|ct| {
+        ct.starts_with("application/vnd.kubernetes.protobuf") || ct.starts_with("application/cbor")
+    }) {
+        return Err(ApiError::unsupported_media_type(format!(
+            "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml ({} is not served by fake-apiserver)",
+            content_type.unwrap_or_default()
+        )));
+    }
     let dry_run = rec.dry_run;
     let status_only = subresource == Some("status");
     let shape = shape(accept);
