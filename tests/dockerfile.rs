@@ -1,0 +1,282 @@
+//! The Dockerfile (issue 5, point 5). No Docker engine exists here, so it is
+//! linted with the real hadolint and read instruction by instruction; the
+//! static binary it builds is built by `scripts/build-static` with the same
+//! command, which a test here checks.
+
+mod chart_support;
+
+use std::process::Command;
+
+use chart_support::{describe, repo_root, run, tool};
+
+/// One Dockerfile instruction: keyword (upper case) and its arguments, with
+/// line continuations joined.
+#[derive(Debug, Clone)]
+struct Instruction {
+    keyword: String,
+    args: String,
+}
+
+/// A build stage: its `FROM` arguments and the instructions after it.
+#[derive(Debug)]
+struct Stage {
+    from: String,
+    body: Vec<Instruction>,
+}
+
+fn dockerfile_text() -> String {
+    std::fs::read_to_string(repo_root().join("Dockerfile")).expect("Dockerfile readable")
+}
+
+fn instructions(text: &str) -> Vec<Instruction> {
+    let mut out = Vec::new();
+    let mut current = String::new();
+    for line in text.lines() {
+        let trimmed = line.trim();
+        if current.is_empty() && (trimmed.is_empty() || trimmed.starts_with('#')) {
+            continue;
+        }
+        if let Some(head) = trimmed.strip_suffix('\\') {
+            current.push_str(head);
+            current.push(' ');
+            continue;
+        }
+        current.push_str(trimmed);
+        let (keyword, args) = current
+            .split_once(char::is_whitespace)
+            .unwrap_or((&current, ""));
+        out.push(Instruction {
+            keyword: keyword.to_ascii_uppercase(),
+            args: args.split_whitespace().collect::<Vec<_>>().join(" "),
+        });
+        current.clear();
+    }
+    out
+}
+
+fn stages() -> Vec<Stage> {
+    let mut stages: Vec<Stage> = Vec::new();
+    for ins in instructions(&dockerfile_text()) {
+        if ins.keyword == "FROM" {
+            stages.push(Stage {
+                from: ins.args,
+                body: Vec::new(),
+            });
+        } else if let Some(stage) = stages.last_mut() {
+            stage.body.push(ins);
+        } else {
+            assert!(ins.keyword == "ARG", "{ins:?} before the first FROM");
+        }
+    }
+    stages
+}
+
+/// The `cargo build …` command in a text (first line that has it), words
+/// normalised.
+fn cargo_build_command(text: &str, what: &str) -> String {
+    let line = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.starts_with('#'))
+        .find_map(|l| l.find("cargo build").map(|at| &l[at..]))
+        .unwrap_or_else(|| panic!("no `cargo build` in {what}"));
+    line.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+const TARGET: &str = "x86_64-unknown-linux-musl";
+
+#[test]
+fn hadolint_reports_nothing() {
+    let out = run(Command::new(tool("hadolint"))
+        .args(["--format", "json", "--failure-threshold", "style"])
+        .arg(repo_root().join("Dockerfile")));
+    let findings: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("hadolint output is not JSON ({e}):\n{}", describe(&out)));
+    assert_eq!(
+        findings,
+        serde_json::json!([]),
+        "hadolint findings:\n{}",
+        describe(&out)
+    );
+    assert!(out.status.success(), "hadolint failed:\n{}", describe(&out));
+}
+
+#[test]
+fn builder_stage_is_rust_with_the_musl_target() {
+    let stages = stages();
+    assert!(stages.len() >= 2, "multi-stage: {stages:?}");
+    let builder = &stages[0];
+    assert!(
+        builder.from.starts_with("rust:1.95") && builder.from.ends_with(" AS builder"),
+        "builder stage: FROM {}",
+        builder.from
+    );
+    let runs: Vec<&str> = builder
+        .body
+        .iter()
+        .filter(|i| i.keyword == "RUN")
+        .map(|i| i.args.as_str())
+        .collect();
+    assert!(
+        runs.iter()
+            .any(|r| r.contains(&format!("rustup target add {TARGET}"))),
+        "the builder adds the musl target: {runs:?}"
+    );
+    assert!(
+        runs.iter().any(|r| r.contains("musl-tools")),
+        "the builder installs musl-tools: {runs:?}"
+    );
+}
+
+#[test]
+fn builder_rust_is_new_enough_for_the_workspace() {
+    let stages = stages();
+    let tag = stages[0].from.trim_start_matches("rust:");
+    let version: Vec<u32> = tag
+        .split(['-', ' '])
+        .next()
+        .expect("a version")
+        .split('.')
+        .map(|p| p.parse().expect("numeric version"))
+        .collect();
+    let manifest = std::fs::read_to_string(repo_root().join("Cargo.toml")).expect("Cargo.toml");
+    let wanted = manifest
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("rust-version = "))
+        .expect("workspace rust-version")
+        .trim_matches('"');
+    let wanted: Vec<u32> = wanted
+        .split('.')
+        .map(|p| p.parse().expect("numeric"))
+        .collect();
+    assert!(
+        version[..2] >= wanted[..2],
+        "rust:{tag} is older than rust-version {wanted:?}"
+    );
+}
+
+#[test]
+fn builds_a_locked_release_binary_for_the_musl_target() {
+    let command = cargo_build_command(&dockerfile_text(), "Dockerfile");
+    let words: Vec<&str> = command.split(' ').collect();
+    for flag in ["--release", "--locked"] {
+        assert!(words.contains(&flag), "{flag} missing from {command}");
+    }
+    let at = words
+        .iter()
+        .position(|w| *w == "--target")
+        .expect("--target");
+    assert_eq!(words[at + 1], TARGET);
+}
+
+#[test]
+fn build_static_script_runs_the_dockerfile_build_command() {
+    let script = std::fs::read_to_string(repo_root().join("scripts/build-static"))
+        .expect("scripts/build-static");
+    assert_eq!(
+        cargo_build_command(&script, "scripts/build-static"),
+        cargo_build_command(&dockerfile_text(), "Dockerfile"),
+        "scripts/build-static must build exactly what the Dockerfile builds"
+    );
+    assert!(
+        script.contains(&format!("TARGET={TARGET}")),
+        "scripts/build-static targets {TARGET}"
+    );
+}
+
+#[test]
+fn final_stage_is_distroless_static_nonroot() {
+    let stages = stages();
+    let last = stages.last().expect("a stage");
+    assert_eq!(last.from, "gcr.io/distroless/static-debian12:nonroot");
+}
+
+#[test]
+fn final_stage_holds_only_the_binary_and_runs_it_as_a_numeric_non_root_user() {
+    let stages = stages();
+    let last = stages.last().expect("a stage");
+    let keywords: Vec<&str> = last.body.iter().map(|i| i.keyword.as_str()).collect();
+    assert_eq!(
+        keywords,
+        ["COPY", "USER", "ENTRYPOINT"],
+        "final stage: {:?}",
+        last.body
+    );
+
+    // Only the binary, from the builder's musl release directory.
+    let copy = &last.body[0].args;
+    assert_eq!(
+        copy,
+        &format!(
+            "--from=builder /src/target/{TARGET}/release/stuck-hr-recovery /stuck-hr-recovery"
+        )
+    );
+
+    // Numeric user and group, not root: distroless's `nonroot` (65532).
+    let user = &last.body[1].args;
+    let (uid, gid) = user.split_once(':').expect("USER uid:gid");
+    let uid: u32 = uid.parse().expect("numeric uid");
+    let gid: u32 = gid.parse().expect("numeric gid");
+    assert_eq!((uid, gid), (65532, 65532));
+
+    // Exec form: no shell is needed (or present) at run time.
+    let entrypoint: Vec<String> =
+        serde_json::from_str(&last.body[2].args).expect("ENTRYPOINT in exec (JSON) form");
+    assert_eq!(entrypoint, ["/stuck-hr-recovery"]);
+}
+
+#[test]
+fn no_instruction_needs_a_shell_at_run_time() {
+    let stages = stages();
+    let last = stages.last().expect("a stage");
+    for ins in &last.body {
+        assert!(
+            !["RUN", "SHELL", "CMD", "HEALTHCHECK"].contains(&ins.keyword.as_str()),
+            "final stage must not need a shell: {ins:?}"
+        );
+    }
+}
+
+#[test]
+fn chart_runs_the_image_as_the_user_the_image_declares() {
+    let values = chart_support::read_yaml(&repo_root().join("chart/values.yaml"));
+    for context in ["podSecurityContext", "securityContext"] {
+        assert_eq!(values[context]["runAsUser"], 65532, "{context}.runAsUser");
+        assert_eq!(values[context]["runAsGroup"], 65532, "{context}.runAsGroup");
+    }
+}
+
+#[test]
+fn dockerignore_keeps_build_output_and_tools_out_but_the_sources_in() {
+    let text = std::fs::read_to_string(repo_root().join(".dockerignore")).expect(".dockerignore");
+    let patterns: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .collect();
+    for excluded in ["target", ".tools", ".git"] {
+        assert!(
+            patterns.contains(&excluded),
+            "{excluded} must be excluded: {patterns:?}"
+        );
+    }
+    for needed in [
+        "Cargo.toml",
+        "Cargo.lock",
+        "src",
+        "crates",
+        "tests",
+        "benches",
+        "*",
+        "**",
+    ] {
+        assert!(
+            !patterns.contains(&needed),
+            "{needed} is needed by cargo in the builder: {patterns:?}"
+        );
+    }
+    assert!(
+        !patterns.iter().any(|p| p.starts_with('!')),
+        "no re-includes: {patterns:?}"
+    );
+}
