@@ -207,12 +207,8 @@ fn walk<'a>(view: &'a HelmReleaseView, now: DateTime<Utc>, config: &Config) -> S
         return Done(Decision::skip(Reason::WithinThreshold));
     }
 
-    let head = view.history.first();
-    match head.and_then(|s| s.status.as_deref()) {
-        Some(DEPLOYED) => {
-            let Some(head) = head else {
-                return Done(Decision::skip(Reason::UnknownStuckMode));
-            };
+    match history_mode(view) {
+        Some(Mode::Deployed(head)) => {
             if let Some(corrected) = annotation_time(view, annotations::AUTO_CORRECTED_AT)
                 && (corrected >= ready_since || younger_than(corrected, now, config.cooldown))
             {
@@ -228,8 +224,7 @@ fn walk<'a>(view: &'a HelmReleaseView, now: DateTime<Utc>, config: &Config) -> S
             }
             Step::NeedsStorage(Mode::Deployed(head))
         }
-        None if head.is_some() => Done(Decision::skip(Reason::UnknownStuckMode)),
-        None | Some(PENDING_INSTALL) => {
+        Some(Mode::PendingInstall) => {
             if let Some(toggled) = annotation_time(view, annotations::TOGGLED_AT)
                 && younger_than(toggled, now, config.cooldown)
             {
@@ -237,7 +232,20 @@ fn walk<'a>(view: &'a HelmReleaseView, now: DateTime<Utc>, config: &Config) -> S
             }
             Step::NeedsStorage(Mode::PendingInstall)
         }
-        Some(_) => Done(Decision::skip(Reason::UnknownStuckMode)),
+        None => Done(Decision::skip(Reason::UnknownStuckMode)),
+    }
+}
+
+/// Which stuck mode the history shows: history[0] `deployed`, or history
+/// empty or history[0] `pending-install`; `None` for anything else.
+fn history_mode(view: &HelmReleaseView) -> Option<Mode<'_>> {
+    match view.history.first() {
+        None => Some(Mode::PendingInstall),
+        Some(head) => match head.status.as_deref() {
+            Some(DEPLOYED) => Some(Mode::Deployed(head)),
+            Some(PENDING_INSTALL) => Some(Mode::PendingInstall),
+            _ => None,
+        },
     }
 }
 

@@ -378,6 +378,14 @@ fn pending_upgrade_history_stuck_past_the_threshold_is_an_unknown_stuck_mode() {
 }
 
 #[test]
+fn history_without_a_status_stuck_past_the_threshold_is_an_unknown_stuck_mode() {
+    let hr = hr("apps", "web")
+        .ready_unknown_for(minutes(6))
+        .field(&["status", "history"], json!([{"version": 3}]));
+    assert_eq!(decided(hr, Helm::NotRead), skip(Reason::UnknownStuckMode));
+}
+
+#[test]
 fn pending_install_with_a_failed_helm_release_is_an_unknown_stuck_mode() {
     let hr = hr("apps", "web").stuck_pending_install();
     assert_eq!(
