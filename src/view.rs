@@ -87,10 +87,16 @@ impl fmt::Display for MalformedObject {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let ns = self.namespace.as_deref().unwrap_or("<no namespace>");
         let name = self.name.as_deref().unwrap_or("<no name>");
+        // Status fields are edited through the status subresource.
+        let subresource = if self.problem.starts_with("status") {
+            " --subresource=status"
+        } else {
+            ""
+        };
         write!(
             f,
-            "HelmRelease {ns}/{name} is malformed: {}; fix the field on the object \
-             (kubectl edit helmrelease -n {ns} {name}) or ask helm-controller to rewrite its status",
+            "HelmRelease {ns}/{name} is malformed: {}; correct or remove that field \
+             (kubectl edit helmrelease -n {ns} {name}{subresource}); it is skipped until then",
             self.problem
         )
     }
