@@ -130,7 +130,22 @@ pub fn format_duration(d: Duration) -> String {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
+
+    proptest! {
+        #[test]
+        fn every_formatted_duration_parses_back_to_itself(ms in 0u64..1_000_000_000_000) {
+            let d = Duration::from_millis(ms);
+            prop_assert_eq!(parse_duration(&format_duration(d)), Some(d));
+        }
+
+        #[test]
+        fn parsing_arbitrary_text_never_panics(text in ".{0,40}") {
+            let _ = parse_duration(&text);
+        }
+    }
 
     #[test]
     fn defaults_are_the_spec_defaults() {
