@@ -32,17 +32,23 @@ pub struct Cluster {
 impl Cluster {
     /// A fresh server enforcing `rbac/`, with the binary's service account.
     pub fn start() -> Cluster {
+        Cluster::start_with(|config| config, SA_USER)
+    }
+
+    /// A fresh server enforcing `rbac/`, configured further by `extra`, and
+    /// a kubeconfig for `user`.
+    pub fn start_with(extra: impl FnOnce(ServerConfig) -> ServerConfig, user: &str) -> Cluster {
         let rbac = Path::new(env!("CARGO_MANIFEST_DIR")).join("rbac");
-        let server = FakeApiServer::start(
+        let server = FakeApiServer::start(extra(
             ServerConfig::new()
                 .rbac_dir(rbac)
                 .service_account(SA_NAMESPACE, SA_NAME),
-        )
+        ))
         .expect("fake API server starts");
         let dir = tempfile::tempdir().expect("temp dir");
         let kubeconfig = dir.path().join("kubeconfig");
         server
-            .write_kubeconfig(&kubeconfig, SA_USER)
+            .write_kubeconfig(&kubeconfig, user)
             .expect("kubeconfig written");
         Cluster {
             server: Arc::new(server),
@@ -86,6 +92,12 @@ impl Cluster {
             .env("KUBECONFIG", &self.kubeconfig)
             .env("HOME", self.dir.path())
             .env("RUST_LOG", "info");
+    }
+
+    /// Stops the server; the kubeconfig now points at a closed port.
+    pub fn stop_server(self) -> (TempDir, PathBuf) {
+        drop(self.server);
+        (self.dir, self.kubeconfig)
     }
 
     /// Runs the binary with `args` to completion.
