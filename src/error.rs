@@ -168,13 +168,28 @@ impl Error {
     }
 
     /// The step, then every cause, joined by `: ` — the form used in the
-    /// report's `error` field and in log lines.
+    /// report's `error` field and in log lines. An API answer is shown as
+    /// its message and `(code reason)`; a cause whose text is already shown
+    /// is not repeated.
     pub fn chain(&self) -> String {
         let mut out = self.to_string();
         let mut source = std::error::Error::source(self);
         while let Some(cause) = source {
-            out.push_str(": ");
-            out.push_str(&cause.to_string());
+            let api = cause
+                .downcast_ref::<kube::Error>()
+                .or_else(|| cause.downcast_ref::<Box<kube::Error>>().map(AsRef::as_ref));
+            if let Some(kube::Error::Api(status)) = api {
+                out.push_str(&format!(
+                    ": {} ({} {})",
+                    status.message, status.code, status.reason
+                ));
+                break;
+            }
+            let text = cause.to_string();
+            if !out.contains(&text) {
+                out.push_str(": ");
+                out.push_str(&text);
+            }
             source = cause.source();
         }
         out
@@ -214,7 +229,10 @@ mod tests {
             err.chain()
                 .starts_with("patch status of HelmRelease apps/web: ")
         );
-        assert!(err.chain().contains("nope"));
+        assert_eq!(
+            err.chain(),
+            "patch status of HelmRelease apps/web: nope (500 Conflict)"
+        );
     }
 
     #[test]

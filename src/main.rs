@@ -1,7 +1,7 @@
 //! `stuck-hr-recovery`: parse flags, log to stderr, run once, print the
 //! report on stdout, exit with SPEC §7's code.
 
-use std::io::Write as _;
+use std::io::{IsTerminal as _, Write as _};
 
 use clap::Parser as _;
 use stuck_hr_recovery::cli::Cli;
@@ -32,9 +32,12 @@ async fn main() -> std::process::ExitCode {
             return ExitCode::Usage.into();
         }
     };
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    // kube's own per-request error lines repeat what our log line says.
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("info,kube_client::client::builder=off"));
     let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     match config.log_format {
         LogFormat::Text => logs.init(),

@@ -149,6 +149,7 @@ impl Executor {
                 (Some(view), Some(branch)) => self.run_single(view, branch).await,
                 _ => Outcome::NotStarted,
             };
+            log_outcome(&item.namespace, &item.name, item.decision, &outcome);
             (item, outcome)
         }));
         let toggle_views: Vec<&HelmReleaseView> =
@@ -159,11 +160,10 @@ impl Executor {
             toggle_suspend::run_batch(self, toggle_views)
         );
         for (item, outcome) in singles {
-            record(report, &item.namespace, &item.name, item.decision, outcome);
+            record(report, &item.namespace, &item.name, outcome);
         }
         for (view, outcome) in toggled {
-            let decision = Decision::act(Reason::PendingInstallButDeployed, Branch::ToggleSuspend);
-            record(report, &view.namespace, &view.name, decision, outcome);
+            record(report, &view.namespace, &view.name, outcome);
         }
     }
 
@@ -308,35 +308,41 @@ pub fn timestamp(now: DateTime<Utc>) -> String {
     now.to_rfc3339_opts(SecondsFormat::Secs, true)
 }
 
-/// Records one outcome in the report and logs it (the per-object log line).
-fn record(report: &mut Report, namespace: &str, name: &str, planned: Decision, outcome: Outcome) {
+/// The per-object log line of one finished action.
+fn log_outcome(namespace: &str, name: &str, planned: Decision, outcome: &Outcome) {
     let branch = planned.branch.map(|b| b.as_str()).unwrap_or_default();
+    let reason = planned.reason.as_str();
     match outcome {
-        Outcome::Done { result, error } => {
-            match result {
-                ActionResult::Succeeded => tracing::info!(
-                    namespace, name, branch, reason = %planned.reason, result = %result, "action done"
-                ),
-                _ => tracing::warn!(
-                    namespace, name, branch, reason = %planned.reason, result = %result,
-                    error = error.as_deref().unwrap_or_default(), "action not done"
-                ),
-            }
-            report.set_result(namespace, name, result, error);
-        }
-        Outcome::Redecided(decision) => {
-            tracing::info!(
-                namespace, name, branch, reason = %decision.reason,
-                "decided again after a conflict: reporting the new outcome"
-            );
-            match decision.branch {
-                Some(branch) => report.replace_action(namespace, name, branch, decision.reason),
-                None => report.replace_with_skip(namespace, name, decision.reason),
-            }
-        }
+        Outcome::Done {
+            result: result @ ActionResult::Succeeded,
+            ..
+        } => tracing::info!(namespace, name, branch, reason, result = %result, "action done"),
+        Outcome::Done { result, error } => tracing::warn!(
+            namespace, name, branch, reason, result = %result,
+            error = error.as_deref().unwrap_or_default(), "action not done"
+        ),
+        Outcome::Redecided(decision) => tracing::info!(
+            namespace, name, branch, reason = %decision.reason,
+            "decided again after a conflict: reporting the new outcome"
+        ),
         Outcome::NotStarted => tracing::info!(
-            namespace, name, branch, reason = %planned.reason,
+            namespace,
+            name,
+            branch,
+            reason,
             "not started: interrupted or out of time"
         ),
+    }
+}
+
+/// Records one outcome in the report.
+fn record(report: &mut Report, namespace: &str, name: &str, outcome: Outcome) {
+    match outcome {
+        Outcome::Done { result, error } => report.set_result(namespace, name, result, error),
+        Outcome::Redecided(decision) => match decision.branch {
+            Some(branch) => report.replace_action(namespace, name, branch, decision.reason),
+            None => report.replace_with_skip(namespace, name, decision.reason),
+        },
+        Outcome::NotStarted => {}
     }
 }

@@ -46,9 +46,10 @@ use tokio::time::Instant;
 
 use super::events::EventReason;
 use super::{CHANGED_DURING_RUN, CLEANUP_GRACE, Executor, FirstWrite, Outcome, timestamp};
+use crate::decide::Decision;
 use crate::error::{Error, ObjectName, is_transient};
 use crate::kube_io::helmreleases::resource_version;
-use crate::model::{Branch, DryRun, annotations};
+use crate::model::{Branch, DryRun, Reason, annotations};
 use crate::view::HelmReleaseView;
 
 /// Why the batch's wait ended.
@@ -102,7 +103,9 @@ pub async fn run_batch<'a>(
     }))
     .await;
     let mut done = Vec::with_capacity(views.len());
+    let planned = Decision::act(Reason::PendingInstallButDeployed, Branch::ToggleSuspend);
     for (view, outcome) in views.into_iter().zip(outcomes) {
+        super::log_outcome(&view.namespace, &view.name, planned, &outcome);
         publish(executor, view, &outcome).await;
         done.push((view, outcome));
     }

@@ -91,7 +91,7 @@ impl Cluster {
         cmd.env_remove("KUBERNETES_SERVICE_HOST")
             .env("KUBECONFIG", &self.kubeconfig)
             .env("HOME", self.dir.path())
-            .env("RUST_LOG", "info");
+            .env_remove("RUST_LOG");
     }
 
     /// Stops the server; the kubeconfig now points at a closed port.
