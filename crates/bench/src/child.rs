@@ -27,7 +27,12 @@ pub struct Measured {
 /// Runs `cmd` with stdout and stderr in files under `log_dir` (named after
 /// `label`), in its own process group. With a `cap`, the whole group gets
 /// SIGTERM once the cap has passed.
-pub fn run(mut cmd: Command, label: &str, log_dir: &Path, cap: Option<Duration>) -> Result<Measured> {
+pub fn run(
+    mut cmd: Command,
+    label: &str,
+    log_dir: &Path,
+    cap: Option<Duration>,
+) -> Result<Measured> {
     let stdout_path = log_dir.join(format!("{label}.stdout"));
     let stderr_path = log_dir.join(format!("{label}.stderr"));
     cmd.stdin(Stdio::null())

@@ -19,7 +19,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, ValueEnum};
-use fake_apiserver::generate::{self, ClusterSpec};
 
 use crate::cases::Case;
 use crate::run::{Setup, Tool};
@@ -87,7 +86,9 @@ fn run_all(args: Args) -> Result<bool> {
             .unwrap_or_else(|| repo.join("target/release/stuck-hr-recovery")),
         baseline: repo.join("bench/baseline.sh"),
         kubectl: args.kubectl,
-        log_dir: args.log_dir.unwrap_or_else(|| repo.join("target/bench/logs")),
+        log_dir: args
+            .log_dir
+            .unwrap_or_else(|| repo.join("target/bench/logs")),
         product_user: match args.user {
             User::ServiceAccount => run::SERVICE_ACCOUNT_USER,
             User::Admin => run::ADMIN_USER,
@@ -95,7 +96,10 @@ fn run_all(args: Args) -> Result<bool> {
         baseline_cap: (args.baseline_cap > 0).then(|| Duration::from_secs(args.baseline_cap)),
     };
     if !setup.product.is_file() {
-        bail!("{} not found: build it with `cargo build --release`", setup.product.display());
+        bail!(
+            "{} not found: build it with `cargo build --release`",
+            setup.product.display()
+        );
     }
     std::fs::create_dir_all(&setup.log_dir).context("creating the log directory")?;
 
@@ -110,25 +114,10 @@ fn run_all(args: Args) -> Result<bool> {
         .filter(|c| args.cases.is_empty() || args.cases.iter().any(|id| id == c.id))
         .collect();
 
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .context("starting the tokio runtime")?;
-
     let started = Instant::now();
     let load_before = load_average();
     let mut rows = Vec::new();
     for case in selected {
-        eprintln!("[{}] generating the cluster", case.id);
-        let seed = generate::cluster(&ClusterSpec {
-            helmreleases: case.helmreleases,
-            namespaces: case.namespaces,
-            stuck_pending_install: case.pending_install,
-            stuck_deployed_unknown: case.deployed_unknown,
-            stuck_for: chrono::Duration::minutes(10),
-            seed: 6,
-        });
         let mut tools = vec![(Tool::Ours, args.runs)];
         if case.baseline && !args.skip_baseline {
             tools.push((Tool::Baseline, args.baseline_runs));
@@ -140,7 +129,7 @@ fn run_all(args: Args) -> Result<bool> {
                 runs: Vec::new(),
             };
             for i in 1..=n {
-                let r = run::run(&rt, &setup, case, &seed, tool, i)?;
+                let r = run::run(&setup, case, tool, i)?;
                 eprintln!(
                     "[{}] {} run {i}/{n}: {:.2} s, exit {}, peak RSS {}, {} requests{}",
                     case.id,
@@ -149,7 +138,11 @@ fn run_all(args: Args) -> Result<bool> {
                     r.measured.exit_code,
                     stats::mib(r.measured.max_rss_kib),
                     r.requests.len(),
-                    if r.problems.is_empty() { "" } else { ", PROBLEMS" }
+                    if r.problems.is_empty() {
+                        ""
+                    } else {
+                        ", PROBLEMS"
+                    }
                 );
                 row.runs.push(r);
             }
@@ -157,7 +150,11 @@ fn run_all(args: Args) -> Result<bool> {
         }
     }
 
-    let problems: Vec<&String> = rows.iter().flat_map(|r| &r.runs).flat_map(|r| &r.problems).collect();
+    let problems: Vec<&String> = rows
+        .iter()
+        .flat_map(|r| &r.runs)
+        .flat_map(|r| &r.problems)
+        .collect();
     println!("## Machine\n");
     println!("{}", machine());
     println!(

@@ -115,7 +115,10 @@ pub fn violations(case: &Case, requests: &[RecordedRequest]) -> Vec<String> {
     if got != want {
         let keys: std::collections::BTreeSet<&String> = want.keys().chain(got.keys()).collect();
         for k in keys {
-            let (w, g) = (want.get(k).copied().unwrap_or(0), got.get(k).copied().unwrap_or(0));
+            let (w, g) = (
+                want.get(k).copied().unwrap_or(0),
+                got.get(k).copied().unwrap_or(0),
+            );
             if w != g {
                 out.push(format!("{k}: expected {w}, got {g}"));
             }
@@ -126,7 +129,10 @@ pub fn violations(case: &Case, requests: &[RecordedRequest]) -> Vec<String> {
             out.push(format!("{} {} answered {}", r.method, r.path, r.status));
         }
         if r.verb == "patch" && r.field_manager.as_deref() != Some(FIELD_MANAGER) {
-            out.push(format!("{} {} without field manager {FIELD_MANAGER}", r.method, r.path));
+            out.push(format!(
+                "{} {} without field manager {FIELD_MANAGER}",
+                r.method, r.path
+            ));
         }
         if r.dry_run {
             out.push(format!("{} {} was a dry run", r.method, r.path));

@@ -7,9 +7,9 @@ use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+use fake_apiserver::generate::{self, ClusterSpec};
 use fake_apiserver::{FakeApiServer, RecordedRequest, ServerConfig};
 use serde_json::Value;
-use tokio::runtime::Runtime;
 
 use crate::cases::Case;
 use crate::child::{self, Measured};
@@ -56,16 +56,25 @@ pub struct Run {
     pub toggled: usize,
 }
 
-pub fn run(rt: &Runtime, setup: &Setup, case: &Case, seed: &[Value], tool: Tool, n: usize) -> Result<Run> {
-    let server = rt
-        .block_on(FakeApiServer::start(
-            ServerConfig::new()
-                .rbac_dir(&setup.rbac_dir)
-                .service_account("flux-system", "stuck-hr-recovery"),
-        ))
-        .context("starting the fake API server")?;
+/// Runs `tool` once on a freshly generated and seeded cluster for `case` (the
+/// generator stamps its times from the clock, so every run gets its own).
+pub fn run(setup: &Setup, case: &Case, tool: Tool, n: usize) -> Result<Run> {
+    let seed = generate::cluster(&ClusterSpec {
+        helmreleases: case.helmreleases,
+        namespaces: case.namespaces,
+        stuck_pending_install: case.pending_install,
+        stuck_deployed_unknown: case.deployed_unknown,
+        stuck_for: chrono::Duration::minutes(10),
+        seed: 6,
+    });
+    let server = FakeApiServer::start(
+        ServerConfig::new()
+            .rbac_dir(&setup.rbac_dir)
+            .service_account("flux-system", "stuck-hr-recovery"),
+    )
+    .context("starting the fake API server")?;
     for obj in seed {
-        server.apply(obj.clone()).context("seeding the fake API server")?;
+        server.apply(obj).context("seeding the fake API server")?;
     }
     let tmp = tempfile::tempdir().context("creating a temporary directory")?;
     let kubeconfig = tmp.path().join("kubeconfig");
@@ -88,7 +97,10 @@ pub fn run(rt: &Runtime, setup: &Setup, case: &Case, seed: &[Value], tool: Tool,
     );
     let (cmd, cap) = match tool {
         Tool::Ours => (product_command(setup, case, &kubeconfig), None),
-        Tool::Baseline => (baseline_command(setup, &kubeconfig, tmp.path()), setup.baseline_cap),
+        Tool::Baseline => (
+            baseline_command(setup, &kubeconfig, tmp.path()),
+            setup.baseline_cap,
+        ),
     };
     let measured = child::run(cmd, &label, &setup.log_dir, cap)?;
     let requests = server.requests();
@@ -103,7 +115,11 @@ pub fn run(rt: &Runtime, setup: &Setup, case: &Case, seed: &[Value], tool: Tool,
             problems.extend(requests::violations(case, &requests));
         }
         Tool::Baseline => {
-            toggled = measured.stdout.lines().filter(|l| l.ends_with(" toggled")).count();
+            toggled = measured
+                .stdout
+                .lines()
+                .filter(|l| l.ends_with(" toggled"))
+                .count();
             if !measured.killed_at_cap {
                 check_baseline(case, &measured, &requests, &mut problems);
             }
@@ -193,7 +209,10 @@ fn check_baseline(case: &Case, m: &Measured, reqs: &[RecordedRequest], problems:
         case.stuck()
     );
     if m.stdout.lines().last() != Some(want.as_str()) {
-        problems.push(format!("summary {:?}, expected {want:?}", m.stdout.lines().last()));
+        problems.push(format!(
+            "summary {:?}, expected {want:?}",
+            m.stdout.lines().last()
+        ));
     }
     let patches = reqs.iter().filter(|r| r.verb == "patch").count();
     if patches != 2 * case.stuck() {

@@ -25,7 +25,12 @@ pub fn wall(xs: &[Duration]) -> String {
     let med = median(xs.to_vec());
     match (xs.iter().min(), xs.iter().max()) {
         (Some(lo), Some(hi)) if xs.len() > 1 => {
-            format!("{} ({:.2}–{:.2})", secs(med), lo.as_secs_f64(), hi.as_secs_f64())
+            format!(
+                "{} ({:.2}–{:.2})",
+                secs(med),
+                lo.as_secs_f64(),
+                hi.as_secs_f64()
+            )
         }
         _ => secs(med),
     }
@@ -49,7 +54,7 @@ pub fn thousands(n: usize) -> String {
     let s = n.to_string();
     let mut out = String::new();
     for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
             out.push(' ');
         }
         out.push(c);
@@ -64,7 +69,10 @@ mod tests {
     #[test]
     fn median_of_even_count_is_mean_of_middle_pair() {
         let ms = |n| Duration::from_millis(n);
-        assert_eq!(median(vec![ms(4), ms(1), ms(3), ms(2)]), Duration::from_micros(2500));
+        assert_eq!(
+            median(vec![ms(4), ms(1), ms(3), ms(2)]),
+            Duration::from_micros(2500)
+        );
         assert_eq!(median(vec![ms(9), ms(1), ms(5)]), ms(5));
     }
 

@@ -78,7 +78,9 @@ pub fn compare(rows: &[Row]) -> String {
         let ratio = match row.tool {
             Tool::Ours => rows
                 .iter()
-                .find(|b| b.tool == Tool::Baseline && b.case.id == row.case.id && !b.runs.is_empty())
+                .find(|b| {
+                    b.tool == Tool::Baseline && b.case.id == row.case.id && !b.runs.is_empty()
+                })
                 .map(|b| {
                     let r = median(b.walls()).as_secs_f64() / median(row.walls()).as_secs_f64();
                     if b.stopped() {
@@ -141,10 +143,15 @@ pub fn formula(rows: &[Row]) -> String {
     );
     for row in rows.iter().filter(|r| r.tool == Tool::Ours) {
         let want = requests::expected(row.case);
-        let counts: Vec<String> = row.runs.iter().map(|r| r.requests.len().to_string()).collect();
-        let holds = row.runs.iter().all(|r| {
-            requests::tally(&r.requests) == want.tally
-        });
+        let counts: Vec<String> = row
+            .runs
+            .iter()
+            .map(|r| r.requests.len().to_string())
+            .collect();
+        let holds = row
+            .runs
+            .iter()
+            .all(|r| requests::tally(&r.requests) == want.tally);
         let _ = writeln!(
             out,
             "| {} | {} | {} | {} |",
