@@ -707,12 +707,14 @@ fn rbac_and_service_account_can_be_brought_along() {
 
 // ---- Kubernetes schemas and Pod Security ----------------------------------------
 
-fn assert_validates_against_kubernetes_1_33(rendered: &Rendered, what: &str) {
+/// `kubernetes-validate --strict` of every rendered manifest against the
+/// schemas of one Kubernetes version.
+fn assert_validates_against_kubernetes(rendered: &Rendered, version: &str, what: &str) {
     let dir = tempfile::tempdir().expect("temp dir");
     let file = dir.path().join("rendered.yaml");
     std::fs::write(&file, &rendered.yaml).expect("write rendered manifests");
     let out = run(Command::new(tool("kubernetes-validate"))
-        .args(["-k", "1.33.0", "--strict"])
+        .args(["-k", version, "--strict"])
         .arg(&file));
     let text = format!(
         "{}{}",
@@ -721,11 +723,11 @@ fn assert_validates_against_kubernetes_1_33(rendered: &Rendered, what: &str) {
     );
     assert!(
         out.status.success(),
-        "{what}: kubernetes-validate failed:\n{text}"
+        "{what}: kubernetes-validate -k {version} failed:\n{text}"
     );
     assert!(
         !text.contains("ERROR") && !text.contains("WARN"),
-        "{what}: kubernetes-validate:\n{text}"
+        "{what}: kubernetes-validate -k {version}:\n{text}"
     );
     let passed = text
         .lines()
@@ -734,23 +736,41 @@ fn assert_validates_against_kubernetes_1_33(rendered: &Rendered, what: &str) {
     assert_eq!(
         passed,
         rendered.docs.len(),
-        "{what}: every manifest must pass:\n{text}"
+        "{what}: every manifest must pass against {version}:\n{text}"
     );
+}
+
+fn rendered_variants() -> Vec<(&'static str, Rendered)> {
+    vec![
+        ("defaults", render(&[])),
+        ("every value set", render_with(&every_value_set())),
+        (
+            "namespaced mode",
+            render(&[
+                "--set",
+                "rbac.namespaced=true",
+                "--set",
+                "namespaces={apps,infra}",
+            ]),
+        ),
+    ]
 }
 
 #[test]
 fn every_rendered_manifest_validates_against_kubernetes_1_33() {
-    assert_validates_against_kubernetes_1_33(&render(&[]), "defaults");
-    assert_validates_against_kubernetes_1_33(&render_with(&every_value_set()), "every value set");
-    assert_validates_against_kubernetes_1_33(
-        &render(&[
-            "--set",
-            "rbac.namespaced=true",
-            "--set",
-            "namespaces={apps,infra}",
-        ]),
-        "namespaced mode",
-    );
+    for (what, rendered) in rendered_variants() {
+        assert_validates_against_kubernetes(&rendered, "1.33.0", what);
+    }
+}
+
+#[test]
+fn every_rendered_manifest_validates_against_the_oldest_and_newest_supported_kubernetes() {
+    // Chart.yaml says kubeVersion >=1.25; the newest schemas on hand are 1.37.
+    for version in ["1.25.0", "1.37.0"] {
+        for (what, rendered) in rendered_variants() {
+            assert_validates_against_kubernetes(&rendered, version, what);
+        }
+    }
 }
 
 /// The `restricted` Pod Security Standard (which includes `baseline`),
