@@ -18,7 +18,7 @@ use crate::error::{Error, ListScope};
 use crate::execute::Executor;
 use crate::exit::ExitCode;
 use crate::kube_io::{self, HelmReleases, ListFailure};
-use crate::model::{ActionResult, DryRun};
+use crate::model::DryRun;
 use crate::plan::{Plan, plan};
 use crate::report::Report;
 
@@ -138,12 +138,8 @@ pub async fn run_with_client(
         return report;
     }
     let executor = Executor::new(client, config, deadline, cancel);
-    executor.execute(&plan, &mut report).await;
-
-    let not_started = report.actions.iter().any(|a| {
-        a.result == ActionResult::Planned && !(plan.guardrail.tripped && a.branch.is_guarded())
-    });
-    if not_started && interrupt.signal().is_none() {
+    let not_started = executor.execute(&plan, &mut report).await;
+    if not_started > 0 && interrupt.signal().is_none() {
         tracing::warn!("the run's deadline (--timeout) passed before every action started");
         report.finish(Some(ExitCode::ActionsFailed));
     }

@@ -323,3 +323,25 @@ fn conflict_that_made_it_ready_reports_no_action() {
     assert_eq!(cluster.hr_writes().len(), 1);
     assert!(cluster.events().is_empty());
 }
+
+#[test]
+fn conflict_on_the_status_patch_is_rolled_back() {
+    let cluster = Cluster::start();
+    cluster.seed(stuck_deployed("apps", "web"));
+    cluster.add_fault(Fault::on("PATCH", "helmreleases", Some("status")).respond(409));
+
+    let out = cluster.run(&["-o", "json"]);
+    assert_eq!(out.status.code(), Some(3), "{}", describe(&out));
+    assert_eq!(json_report(&out)["actions"][0]["result"], "rolled-back");
+    let verbs: Vec<(Option<String>, u16)> = cluster
+        .hr_writes()
+        .into_iter()
+        .map(|w| (w.subresource, w.status))
+        .collect();
+    assert_eq!(
+        verbs,
+        [(None, 200), (Some("status".to_owned()), 409), (None, 200)],
+        "no re-decision on a later write: annotate, status 409, revert"
+    );
+    assert_eq!(annotation(&cluster.hr("apps", "web"), CORRECTED_AT), None);
+}

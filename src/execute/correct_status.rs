@@ -303,6 +303,7 @@ mod tests {
                 {"type": "Ready", "status": "Unknown", "reason": "Progressing", "lastTransitionTime": "2026-11-22T11:00:00Z"},
                 {"type": "Reconciling", "status": "True", "reason": "Progressing", "lastTransitionTime": "2026-11-22T11:00:00Z"},
                 {"type": "Stalled", "status": "False", "reason": "x", "lastTransitionTime": "2026-11-22T11:00:00Z"},
+                {"type": "Stalled", "status": "True", "reason": "y", "lastTransitionTime": "2026-11-22T11:00:00Z"},
                 {"type": "TestSuccess", "status": "True", "reason": "y", "lastTransitionTime": "2026-11-22T10:00:00Z"}
             ]),
             json!([{"version": 4, "status": "deployed", "action": "upgrade", "chartName": "podinfo", "chartVersion": "6.5.0"}]),

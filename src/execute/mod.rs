@@ -127,8 +127,10 @@ impl Executor {
     /// Runs every action the guardrail allows and records each outcome in
     /// the report. With a tripped guardrail, publishes
     /// `RecoveryGuardrailTripped` on each held-back candidate and runs only
-    /// the repairs. Every toggle shares one wait.
-    pub async fn execute(&self, plan: &Plan, report: &mut Report) {
+    /// the repairs. Every toggle shares one wait. Returns how many runnable
+    /// actions never started (a signal or the deadline came first); they
+    /// stay `planned` in the report.
+    pub async fn execute(&self, plan: &Plan, report: &mut Report) -> usize {
         let tripped = join_all(plan.held_back().filter_map(|item| {
             let view = item.view.as_ref()?;
             Some(self.events.publish(
@@ -159,12 +161,20 @@ impl Executor {
             singles,
             toggle_suspend::run_batch(self, toggle_views)
         );
-        for (item, outcome) in singles {
-            record(report, &item.namespace, &item.name, outcome);
+        let mut not_started = 0;
+        let outcomes = singles
+            .into_iter()
+            .map(|(item, outcome)| (item.namespace.as_str(), item.name.as_str(), outcome))
+            .chain(
+                toggled
+                    .into_iter()
+                    .map(|(view, outcome)| (view.namespace.as_str(), view.name.as_str(), outcome)),
+            );
+        for (namespace, name, outcome) in outcomes {
+            not_started += usize::from(outcome == Outcome::NotStarted);
+            record(report, namespace, name, outcome);
         }
-        for (view, outcome) in toggled {
-            record(report, &view.namespace, &view.name, outcome);
-        }
+        not_started
     }
 
     async fn run_single(&self, view: &HelmReleaseView, branch: Branch) -> Outcome {
