@@ -27,6 +27,8 @@ pub struct Case {
     pub suspend_wait: &'static str,
     /// Whether the kubectl baseline is run on this case too.
     pub baseline: bool,
+    /// Run when no `--cases` are given (the smoke case is not).
+    pub by_default: bool,
 }
 
 impl Case {
@@ -52,6 +54,7 @@ pub fn all() -> Vec<Case> {
         max_actions,
         suspend_wait: "5s",
         baseline: true,
+        by_default: true,
     };
     let scaling = |id, helmreleases, namespaces| Case {
         id,
@@ -63,6 +66,7 @@ pub fn all() -> Vec<Case> {
         max_actions: 20,
         suspend_wait: "0s",
         baseline: false,
+        by_default: true,
     };
     vec![
         // (a) 20 stuck, 10 per branch, everything acted on.
@@ -79,5 +83,16 @@ pub fn all() -> Vec<Case> {
         scaling("s1k", 1_000, 50),
         scaling("s10k", 10_000, 500),
         scaling("s50k", 50_000, 2_500),
+        // A quick check of the harness itself (`--cases smoke`), not a figure.
+        Case {
+            id: "smoke",
+            helmreleases: 200,
+            namespaces: 20,
+            pending_install: 1,
+            deployed_unknown: 1,
+            max_actions: 10,
+            by_default: false,
+            ..compare("smoke", 0, 0, 0)
+        },
     ]
 }

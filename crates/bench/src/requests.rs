@@ -15,7 +15,7 @@ pub const PAGE_SIZE: usize = 500;
 const FIELD_MANAGER: &str = "stuck-hr-recovery";
 
 /// Request counts keyed by `"<verb> <resource>[/<subresource>]"`, or
-/// `"<METHOD> <path>"` for discovery and other non-resource requests.
+/// the bare verb (`discovery`) for non-resource requests.
 pub type Tally = BTreeMap<String, usize>;
 
 pub fn key(r: &RecordedRequest) -> String {
@@ -24,7 +24,7 @@ pub fn key(r: &RecordedRequest) -> String {
             Some(sub) => format!("{} {resource}/{sub}", r.verb),
             None => format!("{} {resource}", r.verb),
         },
-        None => format!("{} {}", r.method, r.path),
+        None => r.verb.clone(),
     }
 }
 

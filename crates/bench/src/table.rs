@@ -139,7 +139,7 @@ pub fn scaling(rows: &[Row]) -> String {
 /// One line per product case: the formula, the measured count, the verdict.
 pub fn formula(rows: &[Row]) -> String {
     let mut out = String::from(
-        "| case | expected: pages + storage lists + writes + events | measured (every run) | holds |\n|---|---|---|---|\n",
+        "| case | expected: pages + storage lists + writes + events | measured (every run) | holds | mean Secret-list response |\n|---|---|---|---|---|\n",
     );
     for row in rows.iter().filter(|r| r.tool == Tool::Ours) {
         let want = requests::expected(row.case);
@@ -152,9 +152,20 @@ pub fn formula(rows: &[Row]) -> String {
             .runs
             .iter()
             .all(|r| requests::tally(&r.requests) == want.tally);
+        let secret_lists: Vec<usize> = row
+            .runs
+            .iter()
+            .flat_map(|r| &r.requests)
+            .filter(|r| requests::key(r) == "list secrets")
+            .map(|r| r.response_bytes)
+            .collect();
+        let mean_secret_list = match secret_lists.len() {
+            0 => "–".to_string(),
+            n => format!("{} B", secret_lists.iter().sum::<usize>() / n),
+        };
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {mean_secret_list} |",
             row.case.id,
             want.formula(),
             counts.join(", "),
