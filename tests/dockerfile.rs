@@ -246,37 +246,85 @@ fn chart_runs_the_image_as_the_user_the_image_declares() {
     }
 }
 
-#[test]
-fn dockerignore_keeps_build_output_and_tools_out_but_the_sources_in() {
+/// The patterns of .dockerignore, comments and blank lines dropped.
+fn dockerignore_patterns() -> Vec<String> {
     let text = std::fs::read_to_string(repo_root().join(".dockerignore")).expect(".dockerignore");
-    let patterns: Vec<&str> = text
-        .lines()
+    text.lines()
         .map(str::trim)
         .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .collect();
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn dockerignore_keeps_build_output_and_tools_out() {
+    let patterns = dockerignore_patterns();
     for excluded in ["target", ".tools", ".git"] {
         assert!(
-            patterns.contains(&excluded),
+            patterns.iter().any(|p| p == excluded),
             "{excluded} must be excluded: {patterns:?}"
         );
     }
-    for needed in [
-        "Cargo.toml",
-        "Cargo.lock",
-        "src",
-        "crates",
-        "tests",
-        "benches",
-        "*",
-        "**",
-    ] {
+    // Only plain top-level names and the profile-data glob: nothing the test
+    // below could misread.
+    for p in &patterns {
         assert!(
-            !patterns.contains(&needed),
-            "{needed} is needed by cargo in the builder: {patterns:?}"
+            p == "**/*.profraw" || !p.contains(['/', '*', '?', '!', '[']),
+            "unsupported .dockerignore pattern {p:?}"
         );
     }
+}
+
+/// Copies `from` into `to`, leaving out what .dockerignore excludes.
+fn copy_context(from: &std::path::Path, to: &std::path::Path, top: bool, patterns: &[String]) {
+    for entry in std::fs::read_dir(from).expect("readable dir") {
+        let entry = entry.expect("dir entry");
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if (top && patterns.contains(&name)) || name.ends_with(".profraw") {
+            continue;
+        }
+        let target = to.join(&name);
+        let kind = entry.file_type().expect("file type");
+        if kind.is_dir() {
+            std::fs::create_dir_all(&target).expect("mkdir");
+            copy_context(&entry.path(), &target, false, patterns);
+        } else if kind.is_file() {
+            std::fs::copy(entry.path(), &target).expect("copy");
+        }
+    }
+}
+
+#[test]
+fn the_docker_build_context_holds_a_loadable_locked_workspace() {
+    let context = tempfile::tempdir().expect("temp dir");
+    copy_context(&repo_root(), context.path(), true, &dockerignore_patterns());
+    let out = run(Command::new(env!("CARGO"))
+        .args([
+            "metadata",
+            "--format-version",
+            "1",
+            "--no-deps",
+            "--locked",
+            "--offline",
+        ])
+        .current_dir(context.path()));
     assert!(
-        !patterns.iter().any(|p| p.starts_with('!')),
-        "no re-includes: {patterns:?}"
+        out.status.success(),
+        "the workspace does not load from the Docker build context:\n{}",
+        describe(&out)
+    );
+    let metadata: serde_json::Value =
+        serde_json::from_slice(&out.stdout).expect("cargo metadata JSON");
+    let bins: Vec<&str> = metadata["packages"]
+        .as_array()
+        .expect("packages")
+        .iter()
+        .flat_map(|p| p["targets"].as_array().into_iter().flatten())
+        .filter(|t| t["kind"] == serde_json::json!(["bin"]))
+        .filter_map(|t| t["name"].as_str())
+        .collect();
+    assert!(
+        bins.contains(&"stuck-hr-recovery"),
+        "the binary target: {bins:?}"
     );
 }
