@@ -284,3 +284,36 @@ fn interrupted_toggle_is_resumed_and_stale_marker_cleared() {
             .any(|r| r.resource.as_deref() == Some("secrets"))
     );
 }
+
+#[test]
+fn sigterm_while_listing_starts_nothing_and_exits_143() {
+    let cluster = Cluster::start();
+    cluster.seed(stuck_deployed("apps", "web"));
+    let pid = Arc::new(AtomicU32::new(0));
+    let hook_pid = Arc::clone(&pid);
+    cluster.add_fault(
+        Fault::on("GET", "helmreleases", None)
+            .delay(Duration::from_secs(20))
+            .hook(Arc::new(move |_| {
+                let _ = std::process::Command::new("kill")
+                    .arg("-TERM")
+                    .arg(hook_pid.load(Ordering::SeqCst).to_string())
+                    .status();
+            })),
+    );
+    let child = cluster
+        .std_cmd()
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("binary starts");
+    pid.store(child.id(), Ordering::SeqCst);
+    let out = child.wait_with_output().expect("binary ends");
+    assert_eq!(out.status.code(), Some(143), "{}", describe(&out));
+    assert!(
+        stdout(&out).ends_with("guardrail=ok dry-run=none\n"),
+        "report printed: {}",
+        describe(&out)
+    );
+    assert!(cluster.hr_writes().is_empty());
+}

@@ -40,7 +40,6 @@ use serde_json::{Map, Value, json};
 use super::events::EventReason;
 use super::{CLEANUP_GRACE, Executor, FirstWrite, Outcome, timestamp};
 use crate::error::{Error, ObjectName};
-use crate::kube_io::helmreleases::resource_version;
 use crate::model::{ActionResult, Branch, annotations};
 use crate::view::HelmReleaseView;
 
@@ -75,7 +74,7 @@ pub async fn run(executor: &Executor, view: &HelmReleaseView) -> Outcome {
         FirstWrite::Wrote(answer, view) => (answer, view),
         FirstWrite::Ended(outcome) => return finish(executor, view, outcome).await,
     };
-    let rv = resource_version(&answer).unwrap_or(&view.resource_version);
+    let rv = executor.next_resource_version(&answer, &view);
     let status = json!({
         "metadata": {"resourceVersion": rv},
         "status": corrected_status(&view, now),

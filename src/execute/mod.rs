@@ -313,6 +313,19 @@ impl Executor {
     }
 }
 
+impl Executor {
+    /// The `resourceVersion` the next write of an action carries: the one
+    /// our previous write returned — except in a server dry run, where
+    /// nothing persisted and the object still has the one it was read with.
+    fn next_resource_version<'a>(&self, answer: &'a Value, view: &'a HelmReleaseView) -> &'a str {
+        match self.config.dry_run {
+            crate::model::DryRun::Server => &view.resource_version,
+            _ => crate::kube_io::helmreleases::resource_version(answer)
+                .unwrap_or(&view.resource_version),
+        }
+    }
+}
+
 /// The timestamp form of every annotation and condition we write.
 pub fn timestamp(now: DateTime<Utc>) -> String {
     now.to_rfc3339_opts(SecondsFormat::Secs, true)

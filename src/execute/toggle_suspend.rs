@@ -157,9 +157,7 @@ async fn suspend(executor: &Executor, view: &HelmReleaseView) -> Suspended {
         .await;
     match written {
         FirstWrite::Wrote(answer, view) => {
-            let rv = resource_version(&answer)
-                .unwrap_or(&view.resource_version)
-                .to_owned();
+            let rv = executor.next_resource_version(&answer, &view).to_owned();
             tracing::info!(namespace = %view.namespace, name = %view.name, "suspended");
             Suspended::Yes(view, rv)
         }
