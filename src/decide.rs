@@ -209,8 +209,15 @@ fn walk<'a>(view: &'a HelmReleaseView, now: DateTime<Utc>, config: &Config) -> S
 
     match history_mode(view) {
         Some(Mode::Deployed(head)) => {
+            // A correction holds the HelmRelease back for one cooldown, not
+            // forever: "corrected-at >= Ready's lastTransitionTime" with Ready
+            // still Unknown is also a half-done correction (annotation
+            // written, status not: SIGKILL between the two writes, or a failed
+            // status patch whose rollback failed too), whose annotation would
+            // otherwise claim a correction that never happened, for good.
+            // Past the cooldown it is corrected again (docs/safety.md).
             if let Some(corrected) = annotation_time(view, annotations::AUTO_CORRECTED_AT)
-                && (corrected >= ready_since || younger_than(corrected, now, config.cooldown))
+                && younger_than(corrected, now, config.cooldown)
             {
                 return Done(Decision::skip(Reason::AlreadyCorrected));
             }

@@ -150,11 +150,13 @@ fn ready_unknown_for_less_than_the_threshold_is_within_threshold() {
 }
 
 #[test]
-fn a_correction_after_ready_last_changed_is_already_corrected_even_past_the_cooldown() {
+fn a_half_done_correction_within_the_cooldown_is_already_corrected() {
+    // Annotated 10m ago, Ready Unknown since 50m: the status write never
+    // landed (docs/safety.md); the cooldown still holds it back.
     let hr = hr("apps", "web")
         .ready_unknown_for(minutes(50))
         .history_deployed(3)
-        .corrected_ago(minutes(40));
+        .corrected_ago(minutes(10));
     assert_eq!(
         decided(hr, Helm::deployed(3)),
         skip(Reason::AlreadyCorrected)
@@ -162,15 +164,23 @@ fn a_correction_after_ready_last_changed_is_already_corrected_even_past_the_cool
 }
 
 #[test]
-fn a_correction_at_the_same_instant_ready_changed_is_already_corrected() {
+fn a_half_done_correction_past_the_cooldown_is_corrected_again() {
+    // Regression (issue 4): corrected-at >= Ready's lastTransitionTime used
+    // to hold it back forever, leaving auto-corrected-at without Ready True.
+    let hr = hr("apps", "web")
+        .ready_unknown_for(minutes(50))
+        .history_deployed(3)
+        .corrected_ago(minutes(40));
+    assert_eq!(decided(hr, Helm::deployed(3)), correct_status());
+}
+
+#[test]
+fn a_correction_at_the_same_instant_ready_changed_past_the_cooldown_is_corrected_again() {
     let hr = hr("apps", "web")
         .ready_unknown_for(minutes(50))
         .history_deployed(3)
         .corrected_ago(minutes(50));
-    assert_eq!(
-        decided(hr, Helm::deployed(3)),
-        skip(Reason::AlreadyCorrected)
-    );
+    assert_eq!(decided(hr, Helm::deployed(3)), correct_status());
 }
 
 #[test]
@@ -784,16 +794,13 @@ fn repairs_still_run_when_the_guardrail_trips() {
 }
 
 #[test]
-fn the_correction_timestamp_is_compared_with_ready_not_with_now() {
-    // corrected 40m ago, Ready changed 45m ago: corrected after Ready changed.
+fn the_correction_timestamp_is_compared_with_now_not_with_ready() {
+    // corrected 40m ago, after Ready changed 45m ago: past the 30m cooldown.
     let hr = hr("apps", "web")
         .ready_unknown_since(&ago(minutes(45)))
         .history_deployed(3)
         .corrected_ago(minutes(40));
-    assert_eq!(
-        decided(hr, Helm::deployed(3)),
-        skip(Reason::AlreadyCorrected)
-    );
+    assert_eq!(decided(hr, Helm::deployed(3)), correct_status());
 }
 
 mod guardrail_property {
