@@ -141,14 +141,14 @@ fn at_most_16_requests_are_in_flight() {
             &format!("app-{i:02}"),
         ));
     }
-    // Every request is held 150 ms; at each arrival, count the requests
+    // Every request is held 300 ms; at each arrival, count the requests
     // that arrived (seq) minus those answered (in the log).
     let max_in_flight = Arc::new(AtomicU64::new(0));
     let seen = Arc::clone(&max_in_flight);
     let server = Arc::downgrade(&cluster.server);
     cluster.add_fault(
         Fault::on("*", "*", Some("*"))
-            .delay(Duration::from_millis(150))
+            .delay(Duration::from_millis(300))
             .hook(Arc::new(move |r| {
                 if let Some(server) = server.upgrade() {
                     let answered = server.requests().len() as u64;
@@ -167,6 +167,6 @@ fn at_most_16_requests_are_in_flight() {
     assert_eq!(secret_reads, 40);
     let max = max_in_flight.load(Ordering::SeqCst);
     assert!(max <= 16, "at most 16 in flight, saw {max}");
-    assert!(max >= 12, "the run does use its concurrency, saw {max}");
+    assert!(max >= 10, "the run does use its concurrency, saw {max}");
     eprintln!("max in flight: {max}");
 }
