@@ -2,12 +2,15 @@
 //! (`events.k8s.io/v1`, create and — for a repeat — patch).
 //!
 //! No Event is published in a dry run (client or server). A failed publish is
-//! logged at warn level and never changes an action's result.
+//! logged at warn level and never changes an action's result. A publish
+//! waits no longer than the run's deadline plus the clean-up grace, so a
+//! hung Events API cannot hold the run past `--timeout`.
 
 use std::fmt;
 
 use k8s_openapi::api::core::v1::ObjectReference;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use tokio::time::Instant;
 
 use crate::error::{Error, ObjectName};
 use crate::model::{DryRun, FIELD_MANAGER, api};
@@ -79,6 +82,8 @@ impl fmt::Display for EventReason {
 #[derive(Clone)]
 pub struct Events {
     recorder: Option<Recorder>,
+    /// No publish waits past this instant.
+    until: Option<Instant>,
 }
 
 impl Events {
@@ -90,7 +95,16 @@ impl Events {
             };
             Recorder::new(client, reporter)
         });
-        Self { recorder }
+        Self {
+            recorder,
+            until: None,
+        }
+    }
+
+    /// Gives up on any publish still unanswered at `until`.
+    pub fn until(mut self, until: Instant) -> Self {
+        self.until = Some(until);
+        self
     }
 
     /// Publishes one Event on the HelmRelease; logs (never returns) a failure.
@@ -105,7 +119,15 @@ impl Events {
             action: reason.action().to_owned(),
             secondary: None,
         };
-        if let Err(source) = recorder.publish(&event, &reference(view)).await {
+        let reference = reference(view);
+        let published = recorder.publish(&event, &reference);
+        let answer = match self.until {
+            Some(until) => tokio::time::timeout_at(until, published)
+                .await
+                .unwrap_or_else(|_| Err(kube::Error::Service(Box::new(super::DeadlineExceeded)))),
+            None => published.await,
+        };
+        if let Err(source) = answer {
             let error = Error::PublishEvent {
                 object: ObjectName::new(&view.namespace, &view.name),
                 reason: reason.as_str(),

@@ -116,7 +116,7 @@ impl Executor {
     ) -> Self {
         Self {
             api: HelmReleases::new(client.clone(), config.dry_run),
-            events: Events::new(client.clone(), config.dry_run),
+            events: Events::new(client.clone(), config.dry_run).until(deadline + CLEANUP_GRACE),
             client,
             config: config.clone(),
             deadline,
