@@ -3,6 +3,8 @@
 //! builders for HelmReleases and Helm release Secrets.
 #![allow(dead_code)] // each test file uses a different part of the harness
 
+pub mod safety;
+
 use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::sync::Arc;

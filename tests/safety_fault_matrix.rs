@@ -1,0 +1,351 @@
+//! Issue 4, point 1: the fault matrix. Every write the binary makes — found
+//! in the request log of a clean run over one HelmRelease per branch, so a
+//! new write is covered without touching this file — is failed in turn with
+//! each fault (500, 409, 403, a delay past the client's deadline, a dropped
+//! connection); then the binary runs again without faults. Writes that only
+//! a faulted run makes (the rollback of a correction, the retries after a
+//! conflict or a 500) are found the same way and failed in a second round.
+//!
+//! After each pair of runs: no HelmRelease suspended with our marker, no
+//! `auto-corrected-at` without Ready True, nothing written outside the plan,
+//! and the first run's exit code and report name the failure (or the write
+//! was retried and the action succeeded).
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use common::safety::*;
+use common::*;
+use fake_apiserver::Fault;
+use serde_json::Value;
+
+/// The faults of the matrix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Kind {
+    Code(u16),
+    Delay,
+    Drop,
+}
+
+const KINDS: [Kind; 5] = [
+    Kind::Code(500),
+    Kind::Code(409),
+    Kind::Code(403),
+    Kind::Delay,
+    Kind::Drop,
+];
+
+impl Kind {
+    fn apply(self, fault: Fault) -> Fault {
+        match self {
+            Kind::Code(code) => fault.respond(code),
+            Kind::Delay => fault.delay(DELAY),
+            Kind::Drop => fault.drop_connection(),
+        }
+    }
+
+    /// Words one of which the report's error must contain to name this
+    /// fault.
+    fn names(self) -> &'static [&'static str] {
+        match self {
+            Kind::Code(500) => &["500"],
+            Kind::Code(409) => &["409", "changed-during-run"],
+            Kind::Code(403) => &["403", "forbidden"],
+            Kind::Code(_) => &[],
+            Kind::Delay => &["deadline", "timeout", "timed out"],
+            Kind::Drop => &["connection", "closed", "incomplete", "sending request"],
+        }
+    }
+}
+
+impl std::fmt::Display for Kind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Kind::Code(code) => write!(f, "{code}"),
+            Kind::Delay => write!(f, "delay {}s", DELAY.as_secs()),
+            Kind::Drop => write!(f, "drop"),
+        }
+    }
+}
+
+/// One cell: the faults of the first run (one, or a first fault and one on
+/// a write only that first fault makes happen).
+#[derive(Debug, Clone)]
+struct Case {
+    faults: Vec<(WriteKey, Kind)>,
+}
+
+impl std::fmt::Display for Case {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let parts: Vec<String> = self
+            .faults
+            .iter()
+            .map(|(key, kind)| format!("{kind} on {key}"))
+            .collect();
+        write!(f, "{}", parts.join(" then "))
+    }
+}
+
+/// What one cell showed.
+struct CaseResult {
+    case: Case,
+    /// `failed`, `rolled-back`, `absorbed` (retried, succeeded) or
+    /// `event-ignored` (an Event failed, the action did not).
+    outcome: String,
+    violations: Vec<String>,
+    /// Writes of the first run that the clean run did not make.
+    new_writes: Vec<WriteKey>,
+    first_run: Duration,
+}
+
+fn clean_writes() -> Vec<WriteKey> {
+    let cluster = Cluster::start();
+    seed_every_branch(&cluster);
+    let out = cluster.run(&fault_run_args());
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    let report = json_report(&out);
+    assert_eq!(report["counts"]["acted"], 4, "{}", describe(&out));
+    assert!(end_state_violations(&cluster).is_empty());
+    let requests = cluster.requests();
+    assert!(writes_outside_plan(&requests, &report, &BTreeSet::new()).is_empty());
+    cluster.assert_nothing_denied();
+    write_keys(&requests)
+}
+
+fn run_case(case: Case, clean: &BTreeSet<WriteKey>) -> CaseResult {
+    let cluster = Cluster::start();
+    seed_every_branch(&cluster);
+    for (key, kind) in &case.faults {
+        cluster.add_fault(kind.apply(key.fault()));
+    }
+    let mut violations = Vec::new();
+    let started = Instant::now();
+    let first = cluster.run(&fault_run_args());
+    let first_run = started.elapsed();
+    let first_requests = cluster.requests();
+    let new_writes: Vec<WriteKey> = write_keys(&first_requests)
+        .into_iter()
+        .filter(|k| !clean.contains(k))
+        .collect();
+    let (primary, kind) = case.faults[0].clone();
+    let outcome = match serde_json::from_slice::<Value>(&first.stdout) {
+        Err(e) => {
+            violations.push(format!("first run printed no JSON report ({e})"));
+            String::new()
+        }
+        Ok(report) => {
+            violations.extend(writes_outside_plan(
+                &first_requests,
+                &report,
+                &BTreeSet::new(),
+            ));
+            judge_first_run(&case, &primary, kind, &first, &report, &mut violations)
+        }
+    };
+    // The run's deadline bounds it, clean-up grace included.
+    if first_run > RUN_BOUND {
+        violations.push(format!(
+            "first run took {first_run:?}, past --timeout {TIMEOUT} and the clean-up grace"
+        ));
+    }
+
+    cluster.server.clear_faults();
+    let after = last_seq(&cluster);
+    let second = cluster.run(&rerun_args());
+    if second.status.code() != Some(0) {
+        violations.push(format!("second run: {}", describe(&second)));
+    }
+    match serde_json::from_slice::<Value>(&second.stdout) {
+        Ok(report) => violations.extend(writes_outside_plan(
+            &requests_after(&cluster, after),
+            &report,
+            &BTreeSet::new(),
+        )),
+        Err(e) => violations.push(format!("second run printed no JSON report ({e})")),
+    }
+    violations.extend(end_state_violations(&cluster));
+    let denied = cluster.server.rbac_tally().denied;
+    if !denied.is_empty() {
+        violations.push(format!("RBAC denied {} requests", denied.len()));
+    }
+    CaseResult {
+        case,
+        outcome,
+        violations,
+        new_writes,
+        first_run,
+    }
+}
+
+/// The first run's exit code and report must name the failure: the faulted
+/// action `failed` or `rolled-back` with an error naming the fault and exit
+/// 3, or the write retried and the action `succeeded` with exit 0. A failed
+/// Event never fails its action.
+fn judge_first_run(
+    case: &Case,
+    primary: &WriteKey,
+    kind: Kind,
+    out: &std::process::Output,
+    report: &Value,
+    violations: &mut Vec<String>,
+) -> String {
+    let code = out.status.code();
+    if report["exitCode"].as_i64().map(|c| c as i32) != code {
+        violations.push(format!(
+            "report exitCode {} but the process exited {code:?}",
+            report["exitCode"]
+        ));
+    }
+    if primary.is_event() {
+        let all_succeeded = report["actions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .all(|a| a["result"] == "succeeded");
+        if code != Some(0) || !all_succeeded {
+            violations.push(format!(
+                "a failed Event changed the run's result: {}",
+                describe(out)
+            ));
+        }
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        if !stderr.contains("Event not published") {
+            violations.push("the failed Event was not logged".to_owned());
+        }
+        return "event-ignored".to_owned();
+    }
+    let Some(action) = action_of(report, &primary.namespace, HR_NAME) else {
+        violations.push(format!("no action for {} in the report", primary.namespace));
+        return String::new();
+    };
+    let result = action["result"].as_str().unwrap_or_default().to_owned();
+    let error = action["error"].as_str().unwrap_or_default();
+    match (code, result.as_str()) {
+        (Some(3), "failed" | "rolled-back") => {
+            let named = case
+                .faults
+                .iter()
+                .flat_map(|(_, k)| k.names())
+                .any(|w| error.to_lowercase().contains(w));
+            if !named {
+                violations.push(format!("error {error:?} does not name {kind}"));
+            }
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            if !stderr.contains(&result) {
+                violations.push(format!("the logs do not say {result}"));
+            }
+            result
+        }
+        (Some(0), "succeeded") => {
+            let retried = out_requests_exceed(case);
+            if !retried {
+                violations.push("succeeded although its write failed".to_owned());
+            }
+            "absorbed".to_owned()
+        }
+        _ => {
+            violations.push(format!(
+                "exit {code:?} with result {result} error {error:?}: {}",
+                describe(out)
+            ));
+            result
+        }
+    }
+}
+
+/// A succeeded action after a failed write means the write was sent again:
+/// only faults the product retries (a 409, a 5xx, a dropped connection)
+/// or a delay on a write it retried can end that way.
+fn out_requests_exceed(case: &Case) -> bool {
+    case.faults
+        .iter()
+        .any(|(_, k)| matches!(k, Kind::Code(409 | 500) | Kind::Drop | Kind::Delay))
+}
+
+fn run_matrix(cases: Vec<Case>, clean: &BTreeSet<WriteKey>) -> Vec<CaseResult> {
+    parallel(cases, 6, |case| run_case(case, clean))
+}
+
+#[test]
+fn no_fault_on_any_write_leaves_a_helmrelease_worse_off() {
+    let started = Instant::now();
+    let writes = clean_writes();
+    let clean: BTreeSet<WriteKey> = writes.iter().cloned().collect();
+    assert!(
+        writes
+            .iter()
+            .any(|w| w.subresource.as_deref() == Some("status")),
+        "the clean run corrects a status: {writes:#?}"
+    );
+    let first_round: Vec<Case> = writes
+        .iter()
+        .flat_map(|w| {
+            KINDS.iter().map(|k| Case {
+                faults: vec![(w.clone(), *k)],
+            })
+        })
+        .collect();
+    let mut results = run_matrix(first_round, &clean);
+
+    // Second round: every write only a faulted run made (rollback, retry),
+    // found under a 500 or a 409, failed with each fault in turn.
+    let mut seen = BTreeSet::new();
+    let mut second_round = Vec::new();
+    for r in &results {
+        let (primary, kind) = &r.case.faults[0];
+        if primary.is_event() || !matches!(kind, Kind::Code(500 | 409)) {
+            continue;
+        }
+        for new in r.new_writes.iter().filter(|w| !w.is_event()) {
+            if seen.insert((new.clone(), *kind)) {
+                for k in KINDS {
+                    second_round.push(Case {
+                        faults: vec![(primary.clone(), *kind), (new.clone(), k)],
+                    });
+                }
+            }
+        }
+    }
+    let second_count = second_round.len();
+    results.extend(run_matrix(second_round, &clean));
+
+    let mut counts = std::collections::BTreeMap::<String, usize>::new();
+    let mut failures = Vec::new();
+    for r in &results {
+        *counts.entry(r.outcome.clone()).or_default() += 1;
+        if !r.violations.is_empty() {
+            failures.push(format!("{}:\n  {}", r.case, r.violations.join("\n  ")));
+        }
+    }
+    let slowest = results
+        .iter()
+        .map(|r| r.first_run)
+        .max()
+        .unwrap_or_default();
+    println!(
+        "fault matrix: {} writes in the clean run x {} faults = {} cells, plus {} cells on writes only faulted runs make; {} cells in all",
+        writes.len(),
+        KINDS.len(),
+        writes.len() * KINDS.len(),
+        second_count,
+        results.len()
+    );
+    println!("clean-run writes:");
+    for w in &writes {
+        println!("  {w}");
+    }
+    println!(
+        "first-run outcomes: {counts:?}; violations in {} cells; slowest first run {slowest:?}; total {:?}",
+        failures.len(),
+        started.elapsed()
+    );
+    assert!(
+        failures.is_empty(),
+        "{} of {} cells left damage or mis-reported:\n{}",
+        failures.len(),
+        results.len(),
+        failures.join("\n")
+    );
+}
