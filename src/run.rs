@@ -18,7 +18,7 @@ use crate::error::{Error, ListScope};
 use crate::execute::Executor;
 use crate::exit::ExitCode;
 use crate::kube_io::{self, HelmReleases, ListFailure};
-use crate::model::DryRun;
+use crate::model::{DryRun, Reason};
 use crate::plan::{Plan, plan};
 use crate::report::Report;
 
@@ -177,7 +177,30 @@ fn interrupted(config: &Config, interrupt: &Interrupt) -> Report {
 
 fn log_plan(plan: &Plan) {
     for item in plan.skips() {
-        tracing::debug!(namespace = %item.namespace, name = %item.name, reason = %item.decision.reason, "skip");
+        let (namespace, name) = (item.namespace.as_str(), item.name.as_str());
+        let reason = item.decision.reason.as_str();
+        match item.decision.reason {
+            // SPEC §3 "warn", and the skips listed so that a human looks.
+            Reason::BadTimestamp => tracing::warn!(
+                namespace,
+                name,
+                reason,
+                "skip: Ready is Unknown but its lastTransitionTime (or Reconciling's) is missing or not RFC 3339"
+            ),
+            Reason::UnknownStuckMode => tracing::warn!(
+                namespace,
+                name,
+                reason,
+                "skip: stuck past the threshold in a way this tool does not recover; look at it"
+            ),
+            Reason::StorageUnreadable => tracing::warn!(
+                namespace,
+                name,
+                reason,
+                "skip: Helm storage could not be read; the run exits 3"
+            ),
+            _ => tracing::debug!(namespace, name, reason, "skip"),
+        }
     }
     tracing::info!(
         scanned = plan.scanned,
