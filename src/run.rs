@@ -161,7 +161,6 @@ fn list_failed(error: &Error, config: &Config, interrupt: &Interrupt) -> Report 
     tracing::error!(
         failure = %failure,
         error = %error.chain(),
-        hint = failure.hint(),
         "could not list HelmReleases ({failure}): nothing was acted on; {}",
         failure.hint()
     );
