@@ -6,7 +6,10 @@ use common::{JSON_PATCH, MERGE, client, hr, hr_path, raw, server};
 use serde_json::{Value, json};
 
 fn rv(obj: &Value) -> String {
-    obj["metadata"]["resourceVersion"].as_str().unwrap().to_string()
+    obj["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .to_string()
 }
 
 #[tokio::test]
@@ -14,15 +17,54 @@ async fn generation_bumps_only_when_spec_changes() {
     let s = server();
     let c = client(&s, "admin").await;
     let path = hr_path("apps", "web");
-    let (code, o) = raw(&c, "PATCH", &path, &[MERGE], Some(json!({"metadata": {"annotations": {"a": "1"}}}))).await.unwrap();
-    assert_eq!((code, o["metadata"]["generation"].clone()), (200, json!(1)), "metadata change");
-    let (_, o) = raw(&c, "PATCH", &format!("{path}/status"), &[MERGE], Some(json!({"status": {"failures": 1}}))).await.unwrap();
+    let (code, o) = raw(
+        &c,
+        "PATCH",
+        &path,
+        &[MERGE],
+        Some(json!({"metadata": {"annotations": {"a": "1"}}})),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        (code, o["metadata"]["generation"].clone()),
+        (200, json!(1)),
+        "metadata change"
+    );
+    let (_, o) = raw(
+        &c,
+        "PATCH",
+        &format!("{path}/status"),
+        &[MERGE],
+        Some(json!({"status": {"failures": 1}})),
+    )
+    .await
+    .unwrap();
     assert_eq!(o["metadata"]["generation"], 1, "status change");
-    let (_, o) = raw(&c, "PATCH", &path, &[MERGE], Some(json!({"spec": {"suspend": true}}))).await.unwrap();
+    let (_, o) = raw(
+        &c,
+        "PATCH",
+        &path,
+        &[MERGE],
+        Some(json!({"spec": {"suspend": true}})),
+    )
+    .await
+    .unwrap();
     assert_eq!(o["metadata"]["generation"], 2, "spec change");
-    let (_, o) = raw(&c, "PATCH", &path, &[JSON_PATCH], Some(json!([{"op": "remove", "path": "/spec/suspend"}]))).await.unwrap();
+    let (_, o) = raw(
+        &c,
+        "PATCH",
+        &path,
+        &[JSON_PATCH],
+        Some(json!([{"op": "remove", "path": "/spec/suspend"}])),
+    )
+    .await
+    .unwrap();
     assert_eq!(o["metadata"]["generation"], 3, "spec change by JSON patch");
-    assert_eq!(s.helmrelease("apps", "web").unwrap()["metadata"]["generation"], 3);
+    assert_eq!(
+        s.helmrelease("apps", "web").unwrap()["metadata"]["generation"],
+        3
+    );
 }
 
 #[tokio::test]
@@ -31,12 +73,40 @@ async fn resource_version_bumps_on_every_persisted_write_and_not_on_a_no_op() {
     let c = client(&s, "admin").await;
     let path = hr_path("apps", "web");
     let before = rv(&s.helmrelease("apps", "web").unwrap());
-    let (_, a) = raw(&c, "PATCH", &path, &[MERGE], Some(json!({"metadata": {"labels": {"x": "1"}}}))).await.unwrap();
-    let (_, b) = raw(&c, "PATCH", &format!("{path}/status"), &[MERGE], Some(json!({"status": {"failures": 2}}))).await.unwrap();
-    let (_, noop) = raw(&c, "PATCH", &path, &[MERGE], Some(json!({"metadata": {"labels": {"x": "1"}}}))).await.unwrap();
+    let (_, a) = raw(
+        &c,
+        "PATCH",
+        &path,
+        &[MERGE],
+        Some(json!({"metadata": {"labels": {"x": "1"}}})),
+    )
+    .await
+    .unwrap();
+    let (_, b) = raw(
+        &c,
+        "PATCH",
+        &format!("{path}/status"),
+        &[MERGE],
+        Some(json!({"status": {"failures": 2}})),
+    )
+    .await
+    .unwrap();
+    let (_, noop) = raw(
+        &c,
+        "PATCH",
+        &path,
+        &[MERGE],
+        Some(json!({"metadata": {"labels": {"x": "1"}}})),
+    )
+    .await
+    .unwrap();
     let n = |s: &str| s.parse::<u64>().unwrap();
     assert!(n(&rv(&a)) > n(&before) && n(&rv(&b)) > n(&rv(&a)));
-    assert_eq!(rv(&noop), rv(&b), "a patch that changes nothing is not a write");
+    assert_eq!(
+        rv(&noop),
+        rv(&b),
+        "a patch that changes nothing is not a write"
+    );
 }
 
 #[tokio::test]
@@ -45,10 +115,21 @@ async fn main_resource_patch_ignores_status_and_status_patch_ignores_the_rest() 
     let c = client(&s, "admin").await;
     let path = hr_path("apps", "web");
     let before = s.helmrelease("apps", "web").unwrap();
-    let (code, _) = raw(&c, "PATCH", &path, &[MERGE], Some(json!({"spec": {"interval": "9m"}, "status": {"failures": 5}}))).await.unwrap();
+    let (code, _) = raw(
+        &c,
+        "PATCH",
+        &path,
+        &[MERGE],
+        Some(json!({"spec": {"interval": "9m"}, "status": {"failures": 5}})),
+    )
+    .await
+    .unwrap();
     assert_eq!(code, 200);
     let mid = s.helmrelease("apps", "web").unwrap();
-    assert_eq!((mid["spec"]["interval"].clone(), mid["status"].clone()), (json!("9m"), before["status"].clone()));
+    assert_eq!(
+        (mid["spec"]["interval"].clone(), mid["status"].clone()),
+        (json!("9m"), before["status"].clone())
+    );
     let (code, _) = raw(&c, "PATCH", &format!("{path}/status"), &[MERGE],
         Some(json!({"metadata": {"annotations": {"x": "y"}, "labels": {"team": "other"}}, "spec": {"interval": "1m"}, "status": {"failures": 5}}))).await.unwrap();
     assert_eq!(code, 200);
@@ -65,10 +146,32 @@ async fn status_patch_with_a_stale_resource_version_is_a_conflict() {
     let c = client(&s, "admin").await;
     let path = format!("{}/status", hr_path("apps", "web"));
     let stale = rv(&s.helmrelease("apps", "web").unwrap());
-    raw(&c, "PATCH", &path, &[MERGE], Some(json!({"status": {"failures": 1}}))).await.unwrap();
-    let (code, st) = raw(&c, "PATCH", &path, &[MERGE], Some(json!({"metadata": {"resourceVersion": stale}, "status": {"failures": 2}}))).await.unwrap();
-    assert_eq!((code, st["reason"].as_str(), st["kind"].as_str()), (409, Some("Conflict"), Some("Status")));
-    assert_eq!(st["details"], json!({"name": "web", "group": "helm.toolkit.fluxcd.io", "kind": "helmreleases"}));
+    raw(
+        &c,
+        "PATCH",
+        &path,
+        &[MERGE],
+        Some(json!({"status": {"failures": 1}})),
+    )
+    .await
+    .unwrap();
+    let (code, st) = raw(
+        &c,
+        "PATCH",
+        &path,
+        &[MERGE],
+        Some(json!({"metadata": {"resourceVersion": stale}, "status": {"failures": 2}})),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        (code, st["reason"].as_str(), st["kind"].as_str()),
+        (409, Some("Conflict"), Some("Status"))
+    );
+    assert_eq!(
+        st["details"],
+        json!({"name": "web", "group": "helm.toolkit.fluxcd.io", "kind": "helmreleases"})
+    );
 }
 
 #[tokio::test]
@@ -76,17 +179,53 @@ async fn json_patch_test_on_resource_version_guards_the_write() {
     let s = server();
     let c = client(&s, "admin").await;
     let stale = rv(&s.helmrelease("apps", "web").unwrap());
-    raw(&c, "PATCH", &hr_path("apps", "web"), &[MERGE], Some(json!({"metadata": {"labels": {"bump": "1"}}}))).await.unwrap();
+    raw(
+        &c,
+        "PATCH",
+        &hr_path("apps", "web"),
+        &[MERGE],
+        Some(json!({"metadata": {"labels": {"bump": "1"}}})),
+    )
+    .await
+    .unwrap();
     let current = rv(&s.helmrelease("apps", "web").unwrap());
     let ops = |v: &str| json!([{"op": "test", "path": "/metadata/resourceVersion", "value": v}, {"op": "add", "path": "/spec/suspend", "value": true}]);
-    let (code, st) = raw(&c, "PATCH", &hr_path("apps", "web"), &[JSON_PATCH], Some(ops(&stale))).await.unwrap();
+    let (code, st) = raw(
+        &c,
+        "PATCH",
+        &hr_path("apps", "web"),
+        &[JSON_PATCH],
+        Some(ops(&stale)),
+    )
+    .await
+    .unwrap();
     assert_eq!((code, st["reason"].as_str()), (422, Some("Invalid")));
-    assert!(s.helmrelease("apps", "web").unwrap()["spec"].get("suspend").is_none());
-    let (code, _) = raw(&c, "PATCH", &hr_path("apps", "web"), &[JSON_PATCH], Some(ops(&current))).await.unwrap();
+    assert!(
+        s.helmrelease("apps", "web").unwrap()["spec"]
+            .get("suspend")
+            .is_none()
+    );
+    let (code, _) = raw(
+        &c,
+        "PATCH",
+        &hr_path("apps", "web"),
+        &[JSON_PATCH],
+        Some(ops(&current)),
+    )
+    .await
+    .unwrap();
     assert_eq!(code, 200);
     // A replace of resourceVersion with a stale value is a precondition, as in a merge patch.
     let stale = json!([{"op": "replace", "path": "/metadata/resourceVersion", "value": current}, {"op": "remove", "path": "/spec/suspend"}]);
-    let (code, _) = raw(&c, "PATCH", &hr_path("apps", "web"), &[JSON_PATCH], Some(stale)).await.unwrap();
+    let (code, _) = raw(
+        &c,
+        "PATCH",
+        &hr_path("apps", "web"),
+        &[JSON_PATCH],
+        Some(stale),
+    )
+    .await
+    .unwrap();
     assert_eq!(code, 409);
 }
 
@@ -94,12 +233,39 @@ async fn json_patch_test_on_resource_version_guards_the_write() {
 async fn unsupported_patch_types_are_415_and_strategic_merge_works_on_built_in_types() {
     let s = server();
     let c = client(&s, "admin").await;
-    let (code, st) = raw(&c, "PATCH", &hr_path("apps", "web"), &[("content-type", "application/apply-patch+yaml")], Some(json!({}))).await.unwrap();
-    assert_eq!((code, st["reason"].as_str()), (415, Some("UnsupportedMediaType")));
-    assert!(st["message"].as_str().unwrap().contains("server-side apply"));
+    let (code, st) = raw(
+        &c,
+        "PATCH",
+        &hr_path("apps", "web"),
+        &[("content-type", "application/apply-patch+yaml")],
+        Some(json!({})),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        (code, st["reason"].as_str()),
+        (415, Some("UnsupportedMediaType"))
+    );
+    assert!(
+        st["message"]
+            .as_str()
+            .unwrap()
+            .contains("server-side apply")
+    );
     let secret = "/api/v1/namespaces/apps/secrets/sh.helm.release.v1.web.v1";
-    let (code, o) = raw(&c, "PATCH", secret, &[("content-type", "application/strategic-merge-patch+json")], Some(json!({"metadata": {"labels": {"extra": "1"}}}))).await.unwrap();
-    assert_eq!((code, o["metadata"]["labels"]["extra"].as_str()), (200, Some("1")));
+    let (code, o) = raw(
+        &c,
+        "PATCH",
+        secret,
+        &[("content-type", "application/strategic-merge-patch+json")],
+        Some(json!({"metadata": {"labels": {"extra": "1"}}})),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        (code, o["metadata"]["labels"]["extra"].as_str()),
+        (200, Some("1"))
+    );
 }
 
 #[tokio::test]
@@ -115,18 +281,26 @@ async fn pagination_with_a_label_selector_visits_each_match_once() {
     let mut cont = String::new();
     let mut pages = 0;
     loop {
-        let mut path = "/apis/helm.toolkit.fluxcd.io/v2/helmreleases?limit=4&labelSelector=parity%3Deven".to_string();
+        let mut path =
+            "/apis/helm.toolkit.fluxcd.io/v2/helmreleases?limit=4&labelSelector=parity%3Deven"
+                .to_string();
         if !cont.is_empty() {
             path.push_str(&format!("&continue={cont}"));
         }
         let (code, list) = raw(&c, "GET", &path, &[], None).await.unwrap();
-        assert_eq!((code, list["kind"].as_str()), (200, Some("HelmReleaseList")));
+        assert_eq!(
+            (code, list["kind"].as_str()),
+            (200, Some("HelmReleaseList"))
+        );
         pages += 1;
         for i in list["items"].as_array().unwrap() {
             assert_eq!(i["metadata"]["labels"]["parity"], "even");
             seen.push(i["metadata"]["name"].as_str().unwrap().to_string());
         }
-        cont = list["metadata"]["continue"].as_str().unwrap_or_default().to_string();
+        cont = list["metadata"]["continue"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
         if cont.is_empty() {
             break;
         }
@@ -145,7 +319,15 @@ async fn a_continue_token_from_an_older_resource_version_still_works() {
         s.apply(hr("apps", &format!("hr-{i}"))).unwrap();
     }
     let c = client(&s, "admin").await;
-    let (_, first) = raw(&c, "GET", "/apis/helm.toolkit.fluxcd.io/v2/namespaces/apps/helmreleases?limit=3", &[], None).await.unwrap();
+    let (_, first) = raw(
+        &c,
+        "GET",
+        "/apis/helm.toolkit.fluxcd.io/v2/namespaces/apps/helmreleases?limit=3",
+        &[],
+        None,
+    )
+    .await
+    .unwrap();
     let token = first["metadata"]["continue"].as_str().unwrap().to_string();
     let snapshot_rv = first["metadata"]["resourceVersion"].clone();
     // Writes in between do not expire the token.
@@ -153,8 +335,20 @@ async fn a_continue_token_from_an_older_resource_version_still_works() {
     let (code, second) = raw(&c, "GET", &format!("/apis/helm.toolkit.fluxcd.io/v2/namespaces/apps/helmreleases?limit=100&continue={token}"), &[], None).await.unwrap();
     assert_eq!(code, 200);
     assert_eq!(second["metadata"]["resourceVersion"], snapshot_rv);
-    assert_eq!(second["items"].as_array().unwrap().len(), 5, "hr-3..hr-5, web, zz-new");
-    let (code, bad) = raw(&c, "GET", "/apis/helm.toolkit.fluxcd.io/v2/helmreleases?continue=garbage!", &[], None).await.unwrap();
+    assert_eq!(
+        second["items"].as_array().unwrap().len(),
+        5,
+        "hr-3..hr-5, web, zz-new"
+    );
+    let (code, bad) = raw(
+        &c,
+        "GET",
+        "/apis/helm.toolkit.fluxcd.io/v2/helmreleases?continue=garbage!",
+        &[],
+        None,
+    )
+    .await
+    .unwrap();
     assert_eq!((code, bad["reason"].as_str()), (400, Some("BadRequest")));
 }
 
@@ -162,15 +356,40 @@ async fn a_continue_token_from_an_older_resource_version_still_works() {
 async fn metadata_only_list_and_get_carry_only_metadata() {
     let s = server();
     let c = client(&s, "admin").await;
-    let accept = ("accept", "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json");
-    let (code, list) = raw(&c, "GET", "/api/v1/namespaces/apps/secrets?labelSelector=owner%3Dhelm", &[accept], None).await.unwrap();
+    let accept = (
+        "accept",
+        "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json",
+    );
+    let (code, list) = raw(
+        &c,
+        "GET",
+        "/api/v1/namespaces/apps/secrets?labelSelector=owner%3Dhelm",
+        &[accept],
+        None,
+    )
+    .await
+    .unwrap();
     assert_eq!(code, 200);
-    assert_eq!((list["kind"].as_str(), list["apiVersion"].as_str()), (Some("PartialObjectMetadataList"), Some("meta.k8s.io/v1")));
+    assert_eq!(
+        (list["kind"].as_str(), list["apiVersion"].as_str()),
+        (Some("PartialObjectMetadataList"), Some("meta.k8s.io/v1"))
+    );
     let item = &list["items"][0];
     assert_eq!(item["metadata"]["labels"]["status"], "deployed");
     assert!(item.get("data").is_none() && item.get("type").is_none());
-    let accept = ("accept", "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1");
-    let (_, one) = raw(&c, "GET", "/api/v1/namespaces/apps/secrets/sh.helm.release.v1.web.v1", &[accept], None).await.unwrap();
+    let accept = (
+        "accept",
+        "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1",
+    );
+    let (_, one) = raw(
+        &c,
+        "GET",
+        "/api/v1/namespaces/apps/secrets/sh.helm.release.v1.web.v1",
+        &[accept],
+        None,
+    )
+    .await
+    .unwrap();
     assert_eq!(one["kind"], "PartialObjectMetadata");
     assert!(one.get("data").is_none());
 }
@@ -180,14 +399,38 @@ async fn dry_run_create_and_delete_persist_nothing() {
     let s = server();
     let c = client(&s, "admin").await;
     let coll = "/apis/helm.toolkit.fluxcd.io/v2/namespaces/apps/helmreleases";
-    let (code, o) = raw(&c, "POST", &format!("{coll}?dryRun=All"), &[], Some(hr("apps", "new"))).await.unwrap();
+    let (code, o) = raw(
+        &c,
+        "POST",
+        &format!("{coll}?dryRun=All"),
+        &[],
+        Some(hr("apps", "new")),
+    )
+    .await
+    .unwrap();
     assert_eq!(code, 201);
     assert!(o["metadata"].get("resourceVersion").is_none());
     assert!(s.helmrelease("apps", "new").is_none());
-    let (code, _) = raw(&c, "DELETE", &format!("{}?dryRun=All", hr_path("apps", "web")), &[], None).await.unwrap();
+    let (code, _) = raw(
+        &c,
+        "DELETE",
+        &format!("{}?dryRun=All", hr_path("apps", "web")),
+        &[],
+        None,
+    )
+    .await
+    .unwrap();
     assert_eq!(code, 200);
     assert!(s.helmrelease("apps", "web").is_some());
-    let (code, _) = raw(&c, "POST", &format!("{coll}?dryRun=Bogus"), &[], Some(hr("apps", "new"))).await.unwrap();
+    let (code, _) = raw(
+        &c,
+        "POST",
+        &format!("{coll}?dryRun=Bogus"),
+        &[],
+        Some(hr("apps", "new")),
+    )
+    .await
+    .unwrap();
     assert_eq!(code, 400);
 }
 
@@ -196,15 +439,31 @@ async fn create_drops_status_fills_metadata_and_refuses_duplicates() {
     let s = server();
     let c = client(&s, "admin").await;
     let coll = "/apis/helm.toolkit.fluxcd.io/v2/namespaces/apps/helmreleases";
-    let (code, o) = raw(&c, "POST", coll, &[], Some(hr("apps", "fresh"))).await.unwrap();
+    let (code, o) = raw(&c, "POST", coll, &[], Some(hr("apps", "fresh")))
+        .await
+        .unwrap();
     assert_eq!(code, 201);
-    assert_eq!(o["status"], json!({"observedGeneration": -1}), "status is a subresource; the CRD default applies");
+    assert_eq!(
+        o["status"],
+        json!({"observedGeneration": -1}),
+        "status is a subresource; the CRD default applies"
+    );
     assert_eq!(o["metadata"]["generation"], 1);
     assert!(o["metadata"]["uid"].is_string() && o["metadata"]["creationTimestamp"].is_string());
-    let (code, st) = raw(&c, "POST", coll, &[], Some(hr("apps", "fresh"))).await.unwrap();
+    let (code, st) = raw(&c, "POST", coll, &[], Some(hr("apps", "fresh")))
+        .await
+        .unwrap();
     assert_eq!((code, st["reason"].as_str()), (409, Some("AlreadyExists")));
-    let (code, st) = raw(&c, "GET", &hr_path("apps", "missing"), &[], None).await.unwrap();
-    assert_eq!((code, st["message"].as_str()), (404, Some("helmreleases.helm.toolkit.fluxcd.io \"missing\" not found")));
+    let (code, st) = raw(&c, "GET", &hr_path("apps", "missing"), &[], None)
+        .await
+        .unwrap();
+    assert_eq!(
+        (code, st["message"].as_str()),
+        (
+            404,
+            Some("helmreleases.helm.toolkit.fluxcd.io \"missing\" not found")
+        )
+    );
 }
 
 #[tokio::test]
@@ -216,11 +475,37 @@ async fn events_of_both_apis_are_listed_in_creation_order() {
         "regarding": {"kind": "HelmRelease", "name": "web", "namespace": "apps"}});
     let core = json!({"apiVersion": "v1", "kind": "Event", "metadata": {"name": "e2"}, "reason": "B",
         "involvedObject": {"kind": "HelmRelease", "name": "web", "namespace": "apps"}});
-    assert_eq!(raw(&c, "POST", "/apis/events.k8s.io/v1/namespaces/apps/events", &[], Some(ev2)).await.unwrap().0, 201);
-    assert_eq!(raw(&c, "POST", "/api/v1/namespaces/apps/events", &[], Some(core)).await.unwrap().0, 201);
+    assert_eq!(
+        raw(
+            &c,
+            "POST",
+            "/apis/events.k8s.io/v1/namespaces/apps/events",
+            &[],
+            Some(ev2)
+        )
+        .await
+        .unwrap()
+        .0,
+        201
+    );
+    assert_eq!(
+        raw(
+            &c,
+            "POST",
+            "/api/v1/namespaces/apps/events",
+            &[],
+            Some(core)
+        )
+        .await
+        .unwrap()
+        .0,
+        201
+    );
     let reasons: Vec<Value> = s.events().iter().map(|e| e["reason"].clone()).collect();
     assert_eq!(reasons, vec![json!("A"), json!("B")]);
-    let (_, list) = raw(&c, "GET", "/apis/events.k8s.io/v1/events", &[], None).await.unwrap();
+    let (_, list) = raw(&c, "GET", "/apis/events.k8s.io/v1/events", &[], None)
+        .await
+        .unwrap();
     assert_eq!(list["items"].as_array().unwrap().len(), 1);
 }
 
@@ -228,12 +513,35 @@ async fn events_of_both_apis_are_listed_in_creation_order() {
 async fn namespaces_are_implied_and_field_selectors_filter_by_name() {
     let s = server();
     let c = client(&s, "admin").await;
-    let (_, ns) = raw(&c, "GET", "/api/v1/namespaces", &[], None).await.unwrap();
-    let names: Vec<&str> = ns["items"].as_array().unwrap().iter().map(|n| n["metadata"]["name"].as_str().unwrap()).collect();
+    let (_, ns) = raw(&c, "GET", "/api/v1/namespaces", &[], None)
+        .await
+        .unwrap();
+    let names: Vec<&str> = ns["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["metadata"]["name"].as_str().unwrap())
+        .collect();
     assert_eq!(names, vec!["apps", "data"]);
-    let (_, one) = raw(&c, "GET", "/apis/helm.toolkit.fluxcd.io/v2/helmreleases?fieldSelector=metadata.name%3Ddb", &[], None).await.unwrap();
+    let (_, one) = raw(
+        &c,
+        "GET",
+        "/apis/helm.toolkit.fluxcd.io/v2/helmreleases?fieldSelector=metadata.name%3Ddb",
+        &[],
+        None,
+    )
+    .await
+    .unwrap();
     assert_eq!(one["items"].as_array().unwrap().len(), 1);
-    let (code, _) = raw(&c, "GET", "/apis/helm.toolkit.fluxcd.io/v2/helmreleases?fieldSelector=spec.suspend%3Dtrue", &[], None).await.unwrap();
+    let (code, _) = raw(
+        &c,
+        "GET",
+        "/apis/helm.toolkit.fluxcd.io/v2/helmreleases?fieldSelector=spec.suspend%3Dtrue",
+        &[],
+        None,
+    )
+    .await
+    .unwrap();
     assert_eq!(code, 400);
 }
 
@@ -241,8 +549,19 @@ async fn namespaces_are_implied_and_field_selectors_filter_by_name() {
 async fn watch_is_refused_plainly() {
     let s = server();
     let c = client(&s, "admin").await;
-    let (code, st) = raw(&c, "GET", "/apis/helm.toolkit.fluxcd.io/v2/helmreleases?watch=true", &[], None).await.unwrap();
-    assert_eq!((code, st["reason"].as_str()), (405, Some("MethodNotAllowed")));
+    let (code, st) = raw(
+        &c,
+        "GET",
+        "/apis/helm.toolkit.fluxcd.io/v2/helmreleases?watch=true",
+        &[],
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        (code, st["reason"].as_str()),
+        (405, Some("MethodNotAllowed"))
+    );
 }
 
 #[tokio::test]
@@ -250,14 +569,41 @@ async fn the_request_log_records_what_tests_assert_on() {
     let s = server();
     let c = client(&s, "admin").await;
     s.clear_requests();
-    raw(&c, "PATCH", &format!("{}?dryRun=All&fieldManager=stuck-hr-recovery", hr_path("apps", "web")), &[MERGE], Some(json!({"spec": {"suspend": true}}))).await.unwrap();
+    raw(
+        &c,
+        "PATCH",
+        &format!(
+            "{}?dryRun=All&fieldManager=stuck-hr-recovery",
+            hr_path("apps", "web")
+        ),
+        &[MERGE],
+        Some(json!({"spec": {"suspend": true}})),
+    )
+    .await
+    .unwrap();
     let r = s.requests().pop().unwrap();
-    assert_eq!((r.method.as_str(), r.verb.as_str(), r.status), ("PATCH", "patch", 200));
-    assert_eq!((r.group.as_str(), r.version.as_str(), r.resource.as_deref()), ("helm.toolkit.fluxcd.io", "v2", Some("helmreleases")));
-    assert_eq!((r.namespace.as_deref(), r.name.as_deref(), r.subresource.as_deref()), (Some("apps"), Some("web"), None));
+    assert_eq!(
+        (r.method.as_str(), r.verb.as_str(), r.status),
+        ("PATCH", "patch", 200)
+    );
+    assert_eq!(
+        (r.group.as_str(), r.version.as_str(), r.resource.as_deref()),
+        ("helm.toolkit.fluxcd.io", "v2", Some("helmreleases"))
+    );
+    assert_eq!(
+        (
+            r.namespace.as_deref(),
+            r.name.as_deref(),
+            r.subresource.as_deref()
+        ),
+        (Some("apps"), Some("web"), None)
+    );
     assert!(r.dry_run);
     assert_eq!(r.field_manager.as_deref(), Some("stuck-hr-recovery"));
-    assert_eq!(r.content_type.as_deref(), Some("application/merge-patch+json"));
+    assert_eq!(
+        r.content_type.as_deref(),
+        Some("application/merge-patch+json")
+    );
     assert_eq!(r.body, Some(json!({"spec": {"suspend": true}})));
     assert_eq!(r.user, "admin");
     assert!(r.request_bytes > 0 && r.response_bytes > 0);
@@ -266,10 +612,19 @@ async fn the_request_log_records_what_tests_assert_on() {
 #[test]
 fn apply_file_reads_lists_and_multi_document_yaml() {
     let s = fake_apiserver::FakeApiServer::start(fake_apiserver::ServerConfig::new()).unwrap();
-    assert_eq!(s.apply_file(&common::fixture("helmreleases.yaml")).unwrap(), 3);
+    assert_eq!(
+        s.apply_file(&common::fixture("helmreleases.yaml")).unwrap(),
+        3
+    );
     assert_eq!(s.helmreleases().len(), 2);
-    assert!(s.get("v1", "secrets", Some("apps"), "sh.helm.release.v1.web.v1").is_some());
+    assert!(
+        s.get("v1", "secrets", Some("apps"), "sh.helm.release.v1.web.v1")
+            .is_some()
+    );
     assert!(s.requests().is_empty(), "seeding bypasses the request log");
     let web = s.helmrelease("apps", "web").unwrap();
-    assert_eq!(web["status"]["conditions"][0]["status"], "Unknown", "apply keeps status");
+    assert_eq!(
+        web["status"]["conditions"][0]["status"], "Unknown",
+        "apply keeps status"
+    );
 }
