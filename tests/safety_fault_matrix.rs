@@ -100,20 +100,6 @@ struct CaseResult {
     first_run: Duration,
 }
 
-fn clean_writes() -> Vec<WriteKey> {
-    let cluster = Cluster::start();
-    seed_every_branch(&cluster);
-    let out = cluster.run(&fault_run_args());
-    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
-    let report = json_report(&out);
-    assert_eq!(report["counts"]["acted"], 4, "{}", describe(&out));
-    assert!(end_state_violations(&cluster).is_empty());
-    let requests = cluster.requests();
-    assert!(writes_outside_plan(&requests, &report, &BTreeSet::new()).is_empty());
-    cluster.assert_nothing_denied();
-    write_keys(&requests)
-}
-
 fn run_case(case: Case, clean: &BTreeSet<WriteKey>) -> CaseResult {
     let cluster = Cluster::start();
     seed_every_branch(&cluster);
@@ -271,7 +257,7 @@ fn run_matrix(cases: Vec<Case>, clean: &BTreeSet<WriteKey>) -> Vec<CaseResult> {
 #[test]
 fn no_fault_on_any_write_leaves_a_helmrelease_worse_off() {
     let started = Instant::now();
-    let writes = clean_writes();
+    let writes = clean_run_writes();
     let clean: BTreeSet<WriteKey> = writes.iter().cloned().collect();
     assert!(
         writes

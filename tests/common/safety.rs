@@ -76,6 +76,33 @@ pub fn rerun_args() -> Vec<&'static str> {
     ]
 }
 
+/// A clean run over [`seed_every_branch`]: asserts it acted on the four
+/// HelmReleases and left nothing behind, and returns its writes.
+pub fn clean_run_writes() -> Vec<WriteKey> {
+    let cluster = Cluster::start();
+    seed_every_branch(&cluster);
+    let out = cluster.run(&fault_run_args());
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    let report = json_report(&out);
+    assert_eq!(report["counts"]["acted"], 4, "{}", describe(&out));
+    assert_eq!(end_state_violations(&cluster), Vec::<String>::new());
+    let requests = cluster.requests();
+    assert_eq!(
+        writes_outside_plan(&requests, &report, &BTreeSet::new()),
+        Vec::<String>::new()
+    );
+    cluster.assert_nothing_denied();
+    write_keys(&requests)
+}
+
+/// `namespace/name` of the HelmRelease of every branch.
+pub fn every_branch_objects() -> BTreeSet<String> {
+    [CORRECT_NS, TOGGLE_NS, RESUME_NS, CLEAR_NS]
+        .iter()
+        .map(|ns| format!("{ns}/{HR_NAME}"))
+        .collect()
+}
+
 /// Is this request a write (anything but reads and discovery)?
 pub fn is_write(r: &RecordedRequest) -> bool {
     !matches!(r.verb.as_str(), "get" | "list" | "watch" | "discovery")
