@@ -63,12 +63,17 @@ impl Rng {
     }
 
     fn hex(&mut self, len: usize) -> String {
-        let mut s = String::with_capacity(len + 16);
-        while s.len() < len {
-            s.push_str(&format!("{:016x}", self.next()));
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        let mut out = Vec::with_capacity(len + 16);
+        while out.len() < len {
+            let mut x = self.next();
+            for _ in 0..16 {
+                out.push(DIGITS[(x & 0xf) as usize]);
+                x >>= 4;
+            }
         }
-        s.truncate(len);
-        s
+        out.truncate(len);
+        String::from_utf8(out).unwrap_or_default()
     }
 }
 
@@ -107,7 +112,13 @@ pub fn cluster(spec: &ClusterSpec) -> Vec<Value> {
     for (i, mode) in modes.into_iter().enumerate() {
         let ns = format!("team-{:03}", i % namespaces);
         let name = format!("app-{i:05}");
-        let latest = 1 + rng.below(3);
+        let revisions = 1 + rng.below(3);
+        // A stuck first install has exactly one (deployed) Helm revision.
+        let latest = if mode == Mode::PendingInstall {
+            1
+        } else {
+            revisions
+        };
         let chart_version = format!("1.{}.{}", rng.below(10), rng.below(10));
         let deployed_at = now - chrono::Duration::hours(2 + rng.below(48) as i64);
         let (hr, secret_versions) = helmrelease(
@@ -290,6 +301,34 @@ fn helmrelease(
     (hr, secrets)
 }
 
+/// Pre-compressed gzip members holding the bulk of a manifest (a ConfigMap
+/// with a random blob), already escaped for a JSON string. A payload is the
+/// concatenation of a small per-release member, one of these, and a closing
+/// member: a multi-member gzip stream, which Go's (Helm's) gzip reader
+/// decodes as one document.
+fn shared_members() -> &'static [Vec<u8>] {
+    static POOL: std::sync::OnceLock<Vec<Vec<u8>>> = std::sync::OnceLock::new();
+    POOL.get_or_init(|| {
+        let mut rng = Rng(0x4e1f);
+        (0..16)
+            .map(|i| {
+                let text = format!(
+                    "---\\n# Source: app/templates/configmap-{i}.yaml\\napiVersion: v1\\nkind: ConfigMap\\nmetadata:\\n  name: app-config\\ndata:\\n  checksum: {}\\n  blob: {}\\n",
+                    rng.hex(64),
+                    rng.hex(2048)
+                );
+                gzip(text.as_bytes())
+            })
+            .collect()
+    })
+}
+
+fn gzip(data: &[u8]) -> Vec<u8> {
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    let _ = gz.write_all(data);
+    gz.finish().unwrap_or_default()
+}
+
 /// One Helm release Secret with a realistic payload: Helm's release JSON,
 /// gzipped, base64 (Helm's storage encoding), base64 again (Secret `data`).
 pub fn release_secret(
@@ -301,11 +340,7 @@ pub fn release_secret(
     deployed_at: chrono::DateTime<chrono::Utc>,
     rng: &mut Rng,
 ) -> Value {
-    let manifest = format!(
-        "---\n# Source: {release}/templates/configmap.yaml\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {release}\ndata:\n  checksum: {}\n  blob: {}\n---\n# Source: {release}/templates/deployment.yaml\napiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: {release}\nspec:\n  replicas: 1\n  template:\n    spec:\n      containers:\n      - name: app\n        image: registry.example.com/{release}:{chart_version}\n",
-        rng.hex(64),
-        rng.hex(2048)
-    );
+    const SPLIT: &str = "@@MANIFEST@@";
     let release_json = json!({
         "name": release,
         "namespace": ns,
@@ -322,11 +357,27 @@ pub fn release_secret(
             "values": {"replicaCount": 1},
         },
         "config": {},
-        "manifest": manifest,
-    });
-    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    let _ = gz.write_all(release_json.to_string().as_bytes());
-    let compressed = gz.finish().unwrap_or_default();
+        "manifest": SPLIT,
+    })
+    .to_string();
+    let (head, tail) = release_json
+        .split_once(SPLIT)
+        .unwrap_or((&release_json, ""));
+    let own = serde_json::to_string(&format!(
+        "---\n# Source: {release}/templates/deployment.yaml\napiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: {release}\nspec:\n  replicas: 1\n  template:\n    spec:\n      containers:\n      - name: app\n        image: registry.example.com/{release}:{chart_version}\n"
+    ))
+    .unwrap_or_default();
+    // `own` is a quoted JSON string; keep its opening quote, drop its closing one.
+    let own = own.strip_suffix('"').unwrap_or(&own);
+    let mut first = String::with_capacity(head.len() + own.len());
+    first.push_str(head.strip_suffix('"').unwrap_or(head));
+    first.push_str(own);
+    let pool = shared_members();
+    let mut compressed = gzip(first.as_bytes());
+    compressed.extend_from_slice(&pool[rng.below(pool.len() as u64) as usize]);
+    compressed.extend_from_slice(&gzip(
+        format!("\"{}", tail.strip_prefix('"').unwrap_or(tail)).as_bytes(),
+    ));
     let b64 = base64::engine::general_purpose::STANDARD;
     let helm_encoded = b64.encode(compressed);
     json!({
