@@ -317,3 +317,50 @@ fn sigterm_while_listing_starts_nothing_and_exits_143() {
     );
     assert!(cluster.hr_writes().is_empty());
 }
+
+#[test]
+fn a_resume_that_landed_but_lost_its_answer_is_not_a_failure() {
+    let cluster = Cluster::start();
+    cluster.seed(stuck_pending("apps", "web"));
+    // The resume (PATCH 2) is applied, but its answer is lost; the retry
+    // meets a 409 and the re-read shows our own toggled-at.
+    let server = Arc::downgrade(&cluster.server);
+    cluster.add_fault(
+        Fault::on("PATCH", "helmreleases", None)
+            .nth(2)
+            .drop_connection()
+            .hook(Arc::new(move |r| {
+                if let (Some(server), Some(body)) = (server.upgrade(), r.body.clone()) {
+                    let mut hr = server.helmrelease("apps", "web").unwrap_or_default();
+                    merge(&mut hr, &body);
+                    let _ = server.apply(hr);
+                }
+            })),
+    );
+    let out = cluster.run(&["--suspend-wait", "1ms", "-o", "json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    assert_eq!(
+        json_report(&out)["actions"][0]["result"],
+        "succeeded",
+        "{}",
+        describe(&out)
+    );
+    let statuses: Vec<u16> = cluster.hr_writes().iter().map(|w| w.status).collect();
+    assert_eq!(statuses, [200, 0, 409]);
+}
+
+/// RFC 7386 JSON merge patch, for a hook that applies a write by hand.
+fn merge(target: &mut Value, patch: &Value) {
+    match (target.as_object_mut(), patch.as_object()) {
+        (Some(target), Some(patch)) => {
+            for (key, value) in patch {
+                if value.is_null() {
+                    target.remove(key);
+                } else {
+                    merge(target.entry(key.clone()).or_insert(Value::Null), value);
+                }
+            }
+        }
+        _ => *target = patch.clone(),
+    }
+}

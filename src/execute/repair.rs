@@ -24,6 +24,7 @@
 //! **Guarantees / Errors:** the object is either unchanged or without the
 //! marker; nothing else is touched.
 
+use chrono::Utc;
 use serde_json::json;
 
 use super::events::EventReason;
@@ -40,7 +41,7 @@ pub async fn resume(executor: &Executor, view: &HelmReleaseView) -> Outcome {
     }
     let written = executor
         .first_write(view, Branch::Resume, |view| async move {
-            resume_retrying(executor, &view, &view.resource_version).await
+            resume_retrying(executor, &view, &view.resource_version, Utc::now()).await
         })
         .await;
     let outcome = match written {

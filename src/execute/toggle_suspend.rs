@@ -179,15 +179,18 @@ async fn wait(executor: &Executor) -> WaitEnd {
 }
 
 /// Write 3, with the conflict rule of a later write: re-read and retry
-/// while our marker is there, `changed-during-run` once it is gone.
+/// while our marker is there, `changed-during-run` once it is gone — unless
+/// the object carries this very resume's `toggled-at`: then an earlier
+/// attempt of ours landed although its answer was lost.
 async fn resume_after_wait(
     executor: &Executor,
     view: &HelmReleaseView,
     mut rv: String,
 ) -> Result<(), String> {
     let object = ObjectName::new(&view.namespace, &view.name);
+    let now = Utc::now();
     loop {
-        match resume_retrying(executor, view, &rv).await {
+        match resume_retrying(executor, view, &rv, now).await {
             Ok(_) => return Ok(()),
             Err(error) if error.is_conflict() && Instant::now() < executor.deadline => {
                 let read = executor
@@ -201,10 +204,16 @@ async fn resume_after_wait(
                         source: Box::new(source),
                     });
                 let fresh = read.map_err(|e| e.chain())?;
-                let ours = fresh
-                    .pointer("/metadata/annotations")
-                    .and_then(|a| a.get(annotations::SUSPENDED_AT))
-                    .is_some_and(|v| !v.is_null());
+                let annotation = |key: &str| {
+                    fresh
+                        .pointer("/metadata/annotations")
+                        .and_then(|a| a.get(key))
+                        .and_then(Value::as_str)
+                };
+                let ours = annotation(annotations::SUSPENDED_AT).is_some();
+                if !ours && annotation(annotations::TOGGLED_AT) == Some(timestamp(now).as_str()) {
+                    return Ok(());
+                }
                 match resource_version(&fresh) {
                     Some(new_rv) if ours => rv = new_rv.to_owned(),
                     _ => return Err(CHANGED_DURING_RUN.to_owned()),
@@ -215,9 +224,10 @@ async fn resume_after_wait(
     }
 }
 
-/// Sends the resume patch with `rv`, retrying transient errors other than
-/// 409 with backoff until the deadline. The first attempt may use
-/// [`CLEANUP_GRACE`] past the deadline. A 409 is returned to the caller.
+/// Sends the resume patch (timestamps `now`) with `rv`, retrying transient
+/// errors other than 409 with backoff until the deadline. The first attempt
+/// may use [`CLEANUP_GRACE`] past the deadline. A 409 is returned to the
+/// caller.
 ///
 /// # Errors
 /// [`Error::Resume`] with the last cause.
@@ -225,6 +235,7 @@ pub async fn resume_retrying(
     executor: &Executor,
     view: &HelmReleaseView,
     rv: &str,
+    now: DateTime<Utc>,
 ) -> Result<Value, Error> {
     let mut backoff = ExponentialBuilder::default()
         .with_min_delay(Duration::from_millis(200))
@@ -234,7 +245,7 @@ pub async fn resume_retrying(
         .build();
     let mut until = executor.deadline.max(Instant::now() + CLEANUP_GRACE);
     loop {
-        let body = resume_patch(rv, Utc::now());
+        let body = resume_patch(rv, now);
         let source = match executor.patch_until(until, view, &body).await {
             Ok(answer) => return Ok(answer),
             Err(source) => source,
