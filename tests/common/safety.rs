@@ -322,6 +322,21 @@ pub fn signal_hook(pid: Arc<AtomicU32>, signal: &'static str) -> fake_apiserver:
     })
 }
 
+/// [`signal_hook`] that also records when it fired.
+pub fn timed_signal_hook(
+    pid: Arc<AtomicU32>,
+    signal: &'static str,
+    fired: Arc<Mutex<Option<Instant>>>,
+) -> fake_apiserver::Hook {
+    let send = signal_hook(pid, signal);
+    Arc::new(move |r| {
+        send(r);
+        if let Ok(mut at) = fired.lock() {
+            at.get_or_insert_with(Instant::now);
+        }
+    })
+}
+
 /// Waits until the server logged `count` requests matching `key`'s target
 /// (a delayed request is logged once answered), at most `limit`.
 pub fn wait_logged(cluster: &Cluster, key: &WriteKey, count: u64, limit: Duration) -> bool {
