@@ -65,6 +65,14 @@ struct Args {
 }
 
 fn main() {
+    let mut argv = std::env::args_os();
+    if argv.nth(1).is_some_and(|a| a == child::MEASURE) {
+        if let Err(e) = child::measure_main(argv.collect()) {
+            eprintln!("bench {}: {e:#}", child::MEASURE);
+            std::process::exit(2);
+        }
+        return;
+    }
     match run_all(Args::parse()) {
         Ok(true) => {}
         Ok(false) => std::process::exit(1),
@@ -120,6 +128,13 @@ fn run_all(args: Args) -> Result<bool> {
         })
         .collect();
 
+    let floor = child::run(
+        &std::process::Command::new("true"),
+        "rss-floor",
+        &setup.log_dir,
+        None,
+    )
+    .context("measuring the RSS floor with `true`")?;
     let started = Instant::now();
     let load_before = load_average();
     let mut rows = Vec::new();
@@ -169,6 +184,10 @@ fn run_all(args: Args) -> Result<bool> {
         started.elapsed().as_secs_f64()
     );
     println!(
+        "- peak RSS is `wait4`'s `ru_maxrss` of the process, measured from a small helper; its floor (`true`): {}",
+        stats::mib(floor.max_rss_kib)
+    );
+    println!(
         "- stuck-hr-recovery runs as `{}`{}; the baseline as `admin`; fresh seeded server per run\n",
         setup.product_user,
         if setup.product_user == run::ADMIN_USER {
@@ -179,7 +198,7 @@ fn run_all(args: Args) -> Result<bool> {
     );
     println!("## Comparison (wall time includes the 5 s suspend wait of both tools)\n");
     println!("{}", table::compare(&rows));
-    println!("## Scaling (stuck-hr-recovery, 10 + 10 stuck, --suspend-wait 0s)\n");
+    println!("## Scaling (stuck-hr-recovery, 10 + 10 stuck, --suspend-wait 1ms)\n");
     println!("{}", table::scaling(&rows));
     println!("## Request-count formula (every run of stuck-hr-recovery)\n");
     println!("{}", table::formula(&rows));

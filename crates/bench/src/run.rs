@@ -59,7 +59,7 @@ pub struct Run {
 /// Runs `tool` once on a freshly generated and seeded cluster for `case` (the
 /// generator stamps its times from the clock, so every run gets its own).
 pub fn run(setup: &Setup, case: &Case, tool: Tool, n: usize) -> Result<Run> {
-    let mut seed = generate::cluster(&ClusterSpec {
+    let seed = generate::cluster(&ClusterSpec {
         helmreleases: case.helmreleases,
         namespaces: case.namespaces,
         stuck_pending_install: case.pending_install,
@@ -67,13 +67,6 @@ pub fn run(setup: &Setup, case: &Case, tool: Tool, n: usize) -> Result<Run> {
         stuck_for: chrono::Duration::minutes(10),
         seed: 6,
     });
-    let relabelled = relabel_pending_install_secrets(&mut seed);
-    if relabelled > 0 && n == 1 {
-        eprintln!(
-            "[{}] note: relabelled {relabelled} pending-install release Secrets `deployed` (generator bug, see relabel_pending_install_secrets)",
-            case.id
-        );
-    }
     let server = FakeApiServer::start(
         ServerConfig::new()
             .rbac_dir(&setup.rbac_dir)
@@ -109,7 +102,7 @@ pub fn run(setup: &Setup, case: &Case, tool: Tool, n: usize) -> Result<Run> {
             setup.baseline_cap,
         ),
     };
-    let measured = child::run(cmd, &label, &setup.log_dir, cap)?;
+    let measured = child::run(&cmd, &label, &setup.log_dir, cap)?;
     let requests = server.requests();
     let helmreleases = server.helmreleases();
     drop(server);
@@ -236,63 +229,4 @@ fn check_none_suspended(helmreleases: &[Value], problems: &mut Vec<String>) {
     if suspended > 0 {
         problems.push(format!("{suspended} HelmReleases left suspended"));
     }
-}
-
-/// Works around a bug in `fake_apiserver::generate::cluster`: a branch-A
-/// (pending-install) HelmRelease gets one release Secret, `v1`, but its status
-/// label is `deployed` only when the random "latest" version drawn for it is 1,
-/// else `superseded` — so about two thirds of the branch-A HelmReleases come
-/// out as `unknown-stuck-mode` instead of `pending-install-but-deployed`.
-/// Relabels the newest Secret of every HelmRelease without history `deployed`,
-/// which is what the generator documents. Returns how many it changed (0 once
-/// the generator is fixed).
-fn relabel_pending_install_secrets(seed: &mut [Value]) -> usize {
-    use std::collections::HashMap;
-    let pending: std::collections::HashSet<(String, String)> = seed
-        .iter()
-        .filter(|o| o["kind"] == "HelmRelease" && o["status"].get("history").is_none())
-        .map(|o| {
-            (
-                ns_of(o),
-                o["metadata"]["name"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_string(),
-            )
-        })
-        .collect();
-    let mut newest: HashMap<(String, String), (u64, usize)> = HashMap::new();
-    for (i, o) in seed.iter().enumerate() {
-        let labels = &o["metadata"]["labels"];
-        if o["kind"] != "Secret" || labels["owner"] != "helm" {
-            continue;
-        }
-        let key = (
-            ns_of(o),
-            labels["name"].as_str().unwrap_or_default().to_string(),
-        );
-        let version = labels["version"]
-            .as_str()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0);
-        if pending.contains(&key) && newest.get(&key).is_none_or(|(v, _)| version > *v) {
-            newest.insert(key, (version, i));
-        }
-    }
-    let mut changed = 0;
-    for (_, i) in newest.into_values() {
-        let status = &mut seed[i]["metadata"]["labels"]["status"];
-        if *status != "deployed" {
-            *status = Value::from("deployed");
-            changed += 1;
-        }
-    }
-    changed
-}
-
-fn ns_of(o: &Value) -> String {
-    o["metadata"]["namespace"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string()
 }
