@@ -35,6 +35,26 @@ pub const RUN_BOUND: Duration = Duration::from_secs(3 + 5 + 2);
 /// `--suspend-wait` of every safety run.
 pub const SUSPEND_WAIT: &str = "200ms";
 
+/// A cluster enforcing the RBAC files of `rbac_dir` instead of `rbac/`.
+pub fn cluster_with_rbac(rbac_dir: &std::path::Path) -> Cluster {
+    let server = fake_apiserver::FakeApiServer::start(
+        fake_apiserver::ServerConfig::new()
+            .rbac_dir(rbac_dir)
+            .service_account(SA_NAMESPACE, SA_NAME),
+    )
+    .expect("fake API server starts");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let kubeconfig = dir.path().join("kubeconfig");
+    server
+        .write_kubeconfig(&kubeconfig, SA_USER)
+        .expect("kubeconfig written");
+    Cluster {
+        server: Arc::new(server),
+        dir,
+        kubeconfig,
+    }
+}
+
 /// One HelmRelease per branch (correct-status, toggle-suspend, resume,
 /// clear-marker) and a healthy one, each in its own namespace.
 pub fn seed_every_branch(cluster: &Cluster) {
