@@ -42,12 +42,15 @@ fn granted() -> BTreeSet<String> {
     granted
 }
 
+/// Arms a scenario's faults on a fresh cluster and returns its arguments.
+type Setup = dyn Fn(&Cluster) -> Vec<String>;
+
 const EVENTS_PATCH: &str = "events.k8s.io/events:patch";
 
 #[test]
 fn rbac_as_is_denies_nothing_and_every_rule_is_used() {
     let ledger = RbacLedger::default();
-    let scenarios: Vec<(&str, Box<dyn Fn(&Cluster) -> Vec<String>>)> = vec![
+    let scenarios: Vec<(&str, Box<Setup>)> = vec![
         (
             "every branch",
             Box::new(|_| fault_run_args().iter().map(|s| s.to_string()).collect()),
