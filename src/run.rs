@@ -17,7 +17,7 @@ use crate::config::Config;
 use crate::error::{Error, ListScope};
 use crate::execute::Executor;
 use crate::exit::ExitCode;
-use crate::kube_io::{self, HelmReleases, ListFailure};
+use crate::kube_io::{self, HelmReleases, ListFailure, Listed};
 use crate::model::{DryRun, Reason};
 use crate::plan::{Plan, plan};
 use crate::report::Report;
@@ -83,12 +83,12 @@ pub async fn run(config: &Config, interrupt: &Interrupt) -> Report {
         tokio::time::timeout_at(deadline, kube_io::connect(config.context.as_deref())).await;
     let client = match connected {
         Ok(Ok(client)) => client,
-        Ok(Err(error)) => return list_failed(&error, config, interrupt),
+        Ok(Err(error)) => return list_failed(&error, 0, config, interrupt),
         Err(_) => {
             let error = Error::ListTimedOut {
                 scope: scope_of(config),
             };
-            return list_failed(&error, config, interrupt);
+            return list_failed(&error, 0, config, interrupt);
         }
     };
     run_with_client(client, config, interrupt, deadline).await
@@ -105,18 +105,26 @@ pub async fn run_with_client(
     let api = HelmReleases::new(client.clone(), config.dry_run);
     let cancel = interrupt.token();
 
-    let listing = tokio::time::timeout_at(deadline, kube_io::list_helmreleases(&api, now, config));
-    let listed = tokio::select! {
-        listed = listing => match listed {
-            Ok(Ok(listed)) => listed,
-            Ok(Err(error)) => return list_failed(&error, config, interrupt),
-            Err(_) => {
-                let error = Error::ListTimedOut { scope: scope_of(config) };
-                return list_failed(&error, config, interrupt);
-            }
-        },
-        () = cancel.cancelled() => return interrupted(config, interrupt),
+    let mut listed = Listed::default();
+    let listing = tokio::time::timeout_at(
+        deadline,
+        kube_io::list_helmreleases(&api, now, config, &mut listed),
+    );
+    let outcome = tokio::select! {
+        listing = listing => Some(listing),
+        () = cancel.cancelled() => None,
     };
+    match outcome {
+        Some(Ok(Ok(()))) => {}
+        Some(Ok(Err(error))) => return list_failed(&error, listed.scanned, config, interrupt),
+        Some(Err(_)) => {
+            let error = Error::ListTimedOut {
+                scope: scope_of(config),
+            };
+            return list_failed(&error, listed.scanned, config, interrupt);
+        }
+        None => return interrupted(listed.scanned, config, interrupt),
+    }
     tracing::info!(
         scanned = listed.scanned,
         candidates = listed.candidates.len(),
@@ -127,7 +135,7 @@ pub async fn run_with_client(
     tracing::debug!(releases = needed.len(), "reading Helm storage");
     let facts = tokio::select! {
         facts = kube_io::read_storage(&client, needed, deadline) => facts,
-        () = cancel.cancelled() => return interrupted(config, interrupt),
+        () = cancel.cancelled() => return interrupted(listed.scanned, config, interrupt),
     };
 
     let plan = plan(listed.scanned, listed.candidates, &facts, now, config);
@@ -156,7 +164,7 @@ fn scope_of(config: &Config) -> ListScope {
 }
 
 /// Exit 4: says which failure it was and what to check.
-fn list_failed(error: &Error, config: &Config, interrupt: &Interrupt) -> Report {
+fn list_failed(error: &Error, scanned: usize, config: &Config, interrupt: &Interrupt) -> Report {
     let failure = ListFailure::of(error);
     tracing::error!(
         failure = %failure,
@@ -164,12 +172,12 @@ fn list_failed(error: &Error, config: &Config, interrupt: &Interrupt) -> Report 
         "could not list HelmReleases ({failure}): nothing was acted on; {}",
         failure.hint()
     );
-    Report::list_failed(0, config, interrupt.signal())
+    Report::list_failed(scanned, config, interrupt.signal())
 }
 
 /// A signal arrived before anything was planned.
-fn interrupted(config: &Config, interrupt: &Interrupt) -> Report {
-    let mut report = Report::from_plan(&Plan::empty(0, config), config);
+fn interrupted(scanned: usize, config: &Config, interrupt: &Interrupt) -> Report {
+    let mut report = Report::from_plan(&Plan::empty(scanned, config), config);
     report.finish(interrupt.signal());
     report
 }

@@ -264,8 +264,7 @@ fn assert_list_failed(out: &std::process::Output, word: &str, hint: &str) {
         "says what to check ({hint}): {stderr}"
     );
     assert!(
-        stdout(out)
-            .ends_with("scanned=0 stuck=0 planned=0 acted=0 failed=0 guardrail=ok dry-run=none\n"),
+        stdout(out).ends_with(" stuck=0 planned=0 acted=0 failed=0 guardrail=ok dry-run=none\n"),
         "the report is still printed: {}",
         describe(out)
     );
@@ -307,6 +306,11 @@ fn one_failed_namespace_of_several_is_exit_4_and_nothing_is_acted_on() {
     );
     let out = cluster.run(&["-n", "a", "-n", "b"]);
     assert_list_failed(&out, "forbidden", "ClusterRole");
+    assert!(
+        stdout(&out).starts_with("scanned=1 "),
+        "what is known: {}",
+        describe(&out)
+    );
     assert!(cluster.writes().is_empty());
 }
 

@@ -68,7 +68,8 @@ pub fn continue_token(page: &Value) -> Option<&str> {
 }
 
 /// Lists every HelmRelease in scope (`config.namespaces`, or all), page by
-/// page, with `config.selector`.
+/// page, with `config.selector`, into `listed` (which keeps what was read
+/// when a later page fails, for the report).
 ///
 /// # Errors
 /// The first failed page ([`Error::ListHelmReleases`]) or a page that is not
@@ -77,7 +78,8 @@ pub async fn list_helmreleases(
     api: &HelmReleases,
     now: DateTime<Utc>,
     config: &Config,
-) -> Result<Listed, Error> {
+    listed: &mut Listed,
+) -> Result<(), Error> {
     let scopes: Vec<Option<&str>> = if config.namespaces.is_empty() {
         vec![None]
     } else {
@@ -87,7 +89,6 @@ pub async fn list_helmreleases(
             .map(|ns| Some(ns.as_str()))
             .collect()
     };
-    let mut listed = Listed::default();
     for namespace in scopes {
         let scope = match namespace {
             Some(ns) => ListScope::Namespace(ns.to_owned()),
@@ -111,7 +112,7 @@ pub async fn list_helmreleases(
             }
         }
     }
-    Ok(listed)
+    Ok(())
 }
 
 /// Why HelmReleases could not be listed (SPEC §7, exit 4), and what to check.
