@@ -114,9 +114,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         server.apply_file(f)?;
     }
     if let Some(spec) = &generated {
-        for obj in generate::cluster(spec) {
-            server.apply(obj)?;
-        }
+        server.apply_all(generate::cluster(spec))?;
     }
     for f in faults {
         server.add_fault(f);

@@ -269,14 +269,35 @@ impl FakeApiServer {
             .with_context(|| format!("writing kubeconfig {}", path.display()))
     }
 
-    /// Create-or-replace bypassing RBAC and the request log.
+    /// Create-or-replace bypassing RBAC and the request log. Fills uid,
+    /// resourceVersion, creationTimestamp and (where kept) generation unless
+    /// given; keeps status as given; validates HelmReleases against the CRD.
     pub fn apply(&self, obj: Value) -> anyhow::Result<Value> {
+        self.apply_shared(obj).map(|v| (*v).clone())
+    }
+
+    /// Like [`apply`](Self::apply) for many objects, without returning them
+    /// (the fast path for seeding large clusters). Answers how many were applied.
+    pub fn apply_all(&self, objects: impl IntoIterator<Item = Value>) -> anyhow::Result<usize> {
+        let mut n = 0;
+        for o in objects {
+            self.apply_shared(o)?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    fn apply_shared(&self, obj: Value) -> anyhow::Result<Arc<Value>> {
         let av = obj
             .get("apiVersion")
             .and_then(Value::as_str)
-            .unwrap_or_default();
-        let kind = obj.get("kind").and_then(Value::as_str).unwrap_or_default();
-        let (av, kind) = (av.to_string(), kind.to_string());
+            .unwrap_or_default()
+            .to_string();
+        let kind = obj
+            .get("kind")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
         let def = resources::by_kind(&av, &kind)
             .ok_or_else(|| anyhow!("fake-apiserver does not serve {av} {kind}"))?;
         let name = obj

@@ -39,7 +39,7 @@ pub struct ListPage {
     pub continue_token: Option<String>,
 }
 
-fn now() -> String {
+pub(crate) fn now() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
@@ -487,7 +487,7 @@ impl State {
 
     /// Library seeding: create or replace, bypassing RBAC; keeps status and
     /// any given uid/generation/creationTimestamp; validates custom resources.
-    pub fn seed(&self, def: &ResourceDef, mut obj: Value) -> Result<Value, ApiError> {
+    pub fn seed(&self, def: &ResourceDef, mut obj: Value) -> Result<Arc<Value>, ApiError> {
         check_type(def, &mut obj)?;
         let name = meta_str(&obj, "name").unwrap_or_default().to_string();
         let ns = if def.namespaced {
@@ -541,8 +541,7 @@ impl State {
         if let Some(m) = meta_mut(&mut obj) {
             m.insert("resourceVersion".into(), json!(rv.to_string()));
         }
-        store.put(def, ns.as_deref().unwrap_or_default(), &name, obj.clone());
-        Ok(obj)
+        Ok(store.put(def, ns.as_deref().unwrap_or_default(), &name, obj))
     }
 }
 
@@ -572,11 +571,12 @@ fn check_type(def: &ResourceDef, obj: &mut Value) -> Result<(), ApiError> {
     Ok(())
 }
 
-fn namespace_value(name: &str) -> Value {
+fn namespace_value(name: &str, created: &str) -> Value {
     json!({
         "apiVersion": "v1",
         "kind": "Namespace",
-        "metadata": {"name": name, "labels": {"kubernetes.io/metadata.name": name}},
+        "metadata": {"name": name, "creationTimestamp": created,
+                     "labels": {"kubernetes.io/metadata.name": name}},
         "spec": {"finalizers": ["kubernetes"]},
         "status": {"phase": "Active"},
     })
@@ -588,8 +588,8 @@ fn namespace_object(store: &Store, name: &str) -> Option<Arc<Value>> {
     }
     store
         .implied_namespaces()
-        .any(|n| n == name)
-        .then(|| Arc::new(namespace_value(name)))
+        .find(|(n, _)| *n == name)
+        .map(|(n, t)| Arc::new(namespace_value(n, t)))
 }
 
 /// Stored Namespaces plus those implied by namespaced objects, by name.
@@ -598,10 +598,10 @@ fn all_namespaces(store: &Store) -> Vec<Arc<Value>> {
         .entries(&crate::resources::NAMESPACES, None)
         .map(|(k, e)| (k.1.clone(), e.obj.clone()))
         .collect();
-    for n in store.implied_namespaces() {
+    for (n, t) in store.implied_namespaces() {
         by_name
             .entry(n.clone())
-            .or_insert_with(|| Arc::new(namespace_value(n)));
+            .or_insert_with(|| Arc::new(namespace_value(n, t)));
     }
     by_name.into_values().collect()
 }

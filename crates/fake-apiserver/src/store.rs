@@ -26,8 +26,8 @@ pub struct Store {
     seq: u64,
     uid: u64,
     tables: HashMap<(&'static str, &'static str), BTreeMap<Key, Entry>>,
-    /// Namespaces implied by stored objects (object count per namespace).
-    ns_refs: BTreeMap<String, usize>,
+    /// Namespaces implied by stored objects: object count and first-seen time.
+    ns_refs: BTreeMap<String, (usize, String)>,
 }
 
 /// One page of a list.
@@ -71,25 +71,30 @@ impl Store {
 
     /// Stores `obj` (already complete) under its key, keeping its creation order
     /// when it replaces an existing object.
-    pub fn put(&mut self, def: &ResourceDef, ns: &str, name: &str, obj: Value) {
+    pub fn put(&mut self, def: &ResourceDef, ns: &str, name: &str, obj: Value) -> Arc<Value> {
         let key = (ns.to_string(), name.to_string());
         let table = self.tables.entry(def.key()).or_default();
+        let obj = Arc::new(obj);
         match table.get_mut(&key) {
-            Some(e) => e.obj = Arc::new(obj),
+            Some(e) => e.obj = obj.clone(),
             None => {
                 self.seq += 1;
                 table.insert(
                     key,
                     Entry {
-                        obj: Arc::new(obj),
+                        obj: obj.clone(),
                         created_seq: self.seq,
                     },
                 );
                 if !ns.is_empty() {
-                    *self.ns_refs.entry(ns.to_string()).or_default() += 1;
+                    self.ns_refs
+                        .entry(ns.to_string())
+                        .or_insert_with(|| (0, crate::ops::now()))
+                        .0 += 1;
                 }
             }
         }
+        obj
     }
 
     pub fn remove(&mut self, def: &ResourceDef, ns: &str, name: &str) -> Option<Entry> {
@@ -99,7 +104,7 @@ impl Store {
             .and_then(|t| t.remove(&(ns.to_string(), name.to_string())));
         if e.is_some()
             && !ns.is_empty()
-            && let Some(n) = self.ns_refs.get_mut(ns)
+            && let Some((n, _)) = self.ns_refs.get_mut(ns)
         {
             *n -= 1;
             if *n == 0 {
@@ -175,8 +180,9 @@ impl Store {
     }
 
     /// Namespaces implied by the stored namespaced objects.
-    pub fn implied_namespaces(&self) -> impl Iterator<Item = &String> {
-        self.ns_refs.keys()
+    /// `(name, creationTimestamp)` of each implied namespace.
+    pub fn implied_namespaces(&self) -> impl Iterator<Item = (&String, &String)> {
+        self.ns_refs.iter().map(|(k, (_, t))| (k, t))
     }
 
     pub fn len(&self, def: &ResourceDef) -> usize {

@@ -25,9 +25,7 @@ async fn ten_thousand_helmreleases_list_completely_in_pages_of_500() {
     let generated = t.elapsed();
     let s = FakeApiServer::start(ServerConfig::new()).unwrap();
     let t = Instant::now();
-    for o in objects {
-        s.apply(o).unwrap();
-    }
+    s.apply_all(objects).unwrap();
     let seeded = t.elapsed();
     assert_eq!(s.count("helm.toolkit.fluxcd.io/v2", "helmreleases"), 10_000);
 
