@@ -40,6 +40,11 @@ fn crash_at(key: &WriteKey, applied: bool) -> Crash {
     let child = spawn_with_pid(&cluster, &fault_run_args(), &pid);
     let killed = child.wait_with_output().expect("binary ends");
     let mut violations = Vec::new();
+    // The server finishes (applies or drops) the write after the hook
+    // killed the binary: wait for it before looking.
+    if !wait_logged(&cluster, key, key.nth, std::time::Duration::from_secs(10)) {
+        violations.push(format!("{key} never finished on the server"));
+    }
     if killed.status.signal() != Some(9) {
         violations.push(format!("not killed: {}", describe(&killed)));
     }
@@ -162,6 +167,12 @@ fn a_half_done_correction_waits_for_the_cooldown_then_is_completed() {
         .wait_with_output()
         .expect("binary ends");
     assert_eq!(killed.status.signal(), Some(9), "{}", describe(&killed));
+    assert!(wait_logged(
+        &cluster,
+        &status,
+        1,
+        std::time::Duration::from_secs(10)
+    ));
     let hr = cluster.hr(CORRECT_NS, HR_NAME);
     assert!(annotation(&hr, CORRECTED_AT).is_some(), "half done");
     cluster.server.clear_faults();
