@@ -74,6 +74,14 @@ pub fn all() -> Vec<Case> {
         // (b) 1 000 / 100 / 0 stuck, half per branch; --max-actions raised to the
         // stuck count so both tools do the full repair.
         compare("b1000", 500, 500, 1_000),
+        // The same 1 000 stuck with the default --max-actions 10: the guardrail
+        // trips (one Warning Event per candidate, no write, exit 1), which is
+        // what the CronJob does in a real mass outage. The baseline has no
+        // guardrail, so this one is the product alone.
+        Case {
+            baseline: false,
+            ..compare("b1000g", 500, 500, 10)
+        },
         compare("b100", 50, 50, 100),
         compare("b0", 0, 0, 10),
         // (c) 10 branch-A toggles only.

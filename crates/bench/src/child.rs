@@ -32,6 +32,8 @@ pub struct Measured {
     pub exit_code: i32,
     /// Peak resident set size in KiB.
     pub max_rss_kib: u64,
+    /// User plus system CPU time (of the child and the children it waited for).
+    pub cpu: Duration,
     /// The child was still running at the cap and was sent SIGTERM.
     pub killed_at_cap: bool,
     pub stdout: String,
@@ -73,20 +75,21 @@ pub fn run(cmd: &Command, label: &str, log_dir: &Path, cap: Option<Duration>) ->
         .map(str::parse)
         .collect::<Result<_, _>>()
         .context("parsing the helper's result")?;
-    let [wall_ns, exit_code, max_rss_kib, killed] = fields[..] else {
+    let [wall_ns, exit_code, max_rss_kib, cpu_us, killed] = fields[..] else {
         bail!("unexpected helper result {result:?}");
     };
     Ok(Measured {
         wall: Duration::from_nanos(wall_ns),
         exit_code: i32::try_from(exit_code).unwrap_or(-1),
         max_rss_kib,
+        cpu: Duration::from_micros(cpu_us),
         killed_at_cap: killed == 1,
         stdout: std::fs::read_to_string(&stdout_path).context("reading the stdout log")?,
     })
 }
 
 /// The helper: `bench __measure <result> <cap ms, 0: none> <stdout> <stderr> <program> [args…]`.
-/// Writes `<wall ns> <exit code> <max rss KiB> <killed 0|1>` to `<result>`.
+/// Writes `<wall ns> <exit code> <max rss KiB> <cpu µs> <killed 0|1>` to `<result>`.
 pub fn measure_main(args: Vec<OsString>) -> Result<()> {
     let mut it = args.into_iter();
     let mut next = |what: &str| it.next().with_context(|| format!("missing {what}"));
@@ -156,10 +159,12 @@ pub fn measure_main(args: Vec<OsString>) -> Result<()> {
     } else {
         255
     };
+    let micros = |t: libc::timeval| (t.tv_sec.max(0) as u64) * 1_000_000 + t.tv_usec.max(0) as u64;
+    let cpu_us = micros(usage.ru_utime) + micros(usage.ru_stime);
     std::fs::write(
         &result,
         format!(
-            "{} {exit_code} {} {}\n",
+            "{} {exit_code} {} {cpu_us} {}\n",
             wall.as_nanos(),
             usage.ru_maxrss.max(0),
             u8::from(killed)

@@ -70,8 +70,8 @@ fn rss_cell(row: &Row) -> String {
 /// The comparison table: both tools on cases (a), (b), (c).
 pub fn compare(rows: &[Row]) -> String {
     let mut out = String::from(
-        "| case | cluster | tool | runs | wall, median (min–max) | baseline ÷ ours | API requests | by verb and resource | bytes (req + resp) | peak RSS |\n\
-         |---|---|---|---|---|---|---|---|---|---|\n",
+        "| case | cluster | tool | runs | wall, median (min–max) | baseline ÷ ours | CPU (user + sys) | API requests | by verb and resource | bytes (req + resp) | peak RSS |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     for row in rows.iter().filter(|r| r.case.group == Group::Compare) {
         let Some(last) = row.last() else { continue };
@@ -94,13 +94,14 @@ pub fn compare(rows: &[Row]) -> String {
         };
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             row.case.id,
             cluster(row.case),
             row.tool.name(),
             row.runs.len(),
             wall_cell(row),
             ratio,
+            stats::secs(median(row.runs.iter().map(|r| r.measured.cpu).collect())),
             last.requests.len(),
             requests::render(&requests::tally(&last.requests)),
             stats::bytes(requests::bytes(&last.requests)),
@@ -113,21 +114,31 @@ pub fn compare(rows: &[Row]) -> String {
 /// The scaling table: the product alone as the cluster grows.
 pub fn scaling(rows: &[Row]) -> String {
     let mut out = String::from(
-        "| HelmReleases | namespaces | stuck | runs | wall, median (min–max) | per 1 000 HR | peak RSS, max of runs | API requests | bytes (req + resp) |\n\
-         |---|---|---|---|---|---|---|---|---|\n",
+        "| HelmReleases | namespaces | stuck | runs | wall, median (min–max) | added per extra 1 000 HR | CPU (user + sys) | peak RSS, max of runs | API requests | bytes (req + resp) |\n\
+         |---|---|---|---|---|---|---|---|---|---|\n",
     );
+    let mut previous: Option<(usize, Duration)> = None;
     for row in rows.iter().filter(|r| r.case.group == Group::Scaling) {
         let Some(last) = row.last() else { continue };
         let med = median(row.walls());
-        let per_k = med.as_secs_f64() * 1000.0 / (row.case.helmreleases as f64 / 1000.0);
+        let slope = match previous {
+            Some((n, t)) if row.case.helmreleases > n => {
+                let per_k = (med.as_secs_f64() - t.as_secs_f64()) * 1e6
+                    / (row.case.helmreleases - n) as f64;
+                format!("{per_k:.0} ms")
+            }
+            _ => "–".to_string(),
+        };
+        previous = Some((row.case.helmreleases, med));
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {} | {} | {per_k:.0} ms | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {slope} | {} | {} | {} | {} |",
             thousands(row.case.helmreleases),
             thousands(row.case.namespaces),
             row.case.stuck(),
             row.runs.len(),
             stats::wall(&row.walls()),
+            stats::secs(median(row.runs.iter().map(|r| r.measured.cpu).collect())),
             rss_cell(row),
             last.requests.len(),
             stats::bytes(requests::bytes(&last.requests)),
