@@ -17,11 +17,19 @@ use serde_json::{Map, Value};
 use crate::cel;
 use crate::status::{FieldError, FieldErrorKind};
 
+#[derive(Debug)]
+struct PatternCache {
+    regex: Option<Regex>,
+    verdicts: HashMap<String, bool>,
+}
+
 /// The `openAPIV3Schema` of the served version of a CRD.
 #[derive(Debug)]
 pub struct CrdSchema {
     root: Value,
-    regexes: Mutex<HashMap<String, Option<Regex>>>,
+    /// Compiled patterns and remembered verdicts per (pattern, text): the same
+    /// few values ("10m", "Ready") recur across thousands of objects.
+    regexes: Mutex<HashMap<String, PatternCache>>,
 }
 
 impl CrdSchema {
@@ -111,12 +119,26 @@ impl CrdSchema {
         }
     }
 
-    fn regex(&self, pattern: &str) -> Option<Regex> {
+    /// `Some(false)` when `text` does not match `pattern`; `None` when the
+    /// pattern is not a valid regex here (not checked, like an unknown format).
+    fn matches_pattern(&self, pattern: &str, text: &str) -> Option<bool> {
         let mut cache = self.regexes.lock().ok()?;
-        cache
+        let entry = cache
             .entry(pattern.to_string())
-            .or_insert_with(|| Regex::new(pattern).ok())
-            .clone()
+            .or_insert_with(|| PatternCache {
+                regex: Regex::new(pattern).ok(),
+                verdicts: HashMap::new(),
+            });
+        let re = entry.regex.as_ref()?;
+        if let Some(v) = entry.verdicts.get(text) {
+            return Some(*v);
+        }
+        let v = re.is_match(text);
+        if entry.verdicts.len() > 100_000 {
+            entry.verdicts.clear();
+        }
+        entry.verdicts.insert(text.to_string(), v);
+        Some(v)
     }
 
     fn validate(&self, schema: &Value, value: &Value, path: &str, errors: &mut Vec<FieldError>) {
@@ -287,8 +309,7 @@ impl CrdSchema {
             ));
         }
         if let Some(p) = s.get("pattern").and_then(Value::as_str)
-            && let Some(re) = self.regex(p)
-            && !re.is_match(text)
+            && self.matches_pattern(p, text) == Some(false)
         {
             errors.push(invalid(
                 path,
