@@ -511,11 +511,16 @@ fn resource_op(
                         .unwrap_or_default(),
                 )
                 .map_err(ApiError::bad_request)?,
-                field: FieldSelector::parse(
+                field: FieldSelector::parse_with(
                     rec.query
                         .get("fieldSelector")
                         .map(String::as_str)
                         .unwrap_or_default(),
+                    if crate::events::is_core_event(def) {
+                        crate::events::CORE_FIELD_LABELS
+                    } else {
+                        &[]
+                    },
                 )
                 .map_err(ApiError::bad_request)?,
                 limit: match rec.query.get("limit") {

@@ -11,6 +11,7 @@
 
 mod cel;
 mod discovery;
+mod events;
 pub mod faults;
 pub mod generate;
 mod http;
@@ -354,7 +355,7 @@ impl FakeApiServer {
         };
         store
             .entries(def, namespace)
-            .map(|(_, e)| (*e.obj).clone())
+            .map(|(_, e)| events::to_view(def, &e.obj).unwrap_or_else(|| (*e.obj).clone()))
             .collect()
     }
 
@@ -371,14 +372,15 @@ impl FakeApiServer {
         self.list("helm.toolkit.fluxcd.io/v2", "helmreleases", None)
     }
 
-    /// events.k8s.io/v1 and core v1 Events, in creation order.
+    /// Every Event, written through either API, in creation order and in
+    /// `events.k8s.io/v1` form (core and events.k8s.io Events are one
+    /// resource, as on a real server).
     pub fn events(&self) -> Vec<Value> {
         let Ok(store) = self.state.store.lock() else {
             return Vec::new();
         };
         let mut all: Vec<(u64, Value)> = store
             .entries(&resources::EVENTS, None)
-            .chain(store.entries(&resources::CORE_EVENTS, None))
             .map(|(_, e)| (e.created_seq, (*e.obj).clone()))
             .collect();
         all.sort_by_key(|(s, _)| *s);

@@ -200,7 +200,7 @@ impl State {
             if let Some(m) = meta_mut(&mut obj) {
                 m.insert("resourceVersion".into(), json!(rv.to_string()));
             }
-            store.put(def, ns_key, &name, obj.clone());
+            write(&mut store, def, ns_key, &name, obj.clone());
         }
         Ok(Written {
             obj,
@@ -235,9 +235,7 @@ impl State {
             .store
             .lock()
             .map_err(|_| ApiError::internal("store lock poisoned"))?;
-        let old = store
-            .get(def, ns.unwrap_or_default(), name)
-            .map(|e| e.obj.clone())
+        let old = read(&store, def, ns.unwrap_or_default(), name)
             .ok_or_else(|| ApiError::not_found(def, name))?;
         match meta_str(&body, "resourceVersion").filter(|rv| !rv.is_empty()) {
             None if def.custom => {
@@ -277,9 +275,7 @@ impl State {
             .store
             .lock()
             .map_err(|_| ApiError::internal("store lock poisoned"))?;
-        let old = store
-            .get(def, ns.unwrap_or_default(), name)
-            .map(|e| e.obj.clone())
+        let old = read(&store, def, ns.unwrap_or_default(), name)
             .ok_or_else(|| ApiError::not_found(def, name))?;
         let patched = patch::apply(kind, &old, body)?;
         if !patched.is_object() {
@@ -385,7 +381,7 @@ impl State {
             if let Some(m) = meta_mut(&mut new) {
                 m.insert("resourceVersion".into(), json!(rv.to_string()));
             }
-            store.put(def, ns.unwrap_or_default(), name, new.clone());
+            write(store, def, ns.unwrap_or_default(), name, new.clone());
         }
         Ok(Written {
             obj: new,
@@ -407,9 +403,8 @@ impl State {
             .lock()
             .map_err(|_| ApiError::internal("store lock poisoned"))?;
         let ns_key = ns.unwrap_or_default();
-        let old = store
-            .get(def, ns_key, name)
-            .map(|e| (*e.obj).clone())
+        let old = read(&store, def, ns_key, name)
+            .map(|o| (*o).clone())
             .ok_or_else(|| ApiError::not_found(def, name))?;
         if !dry_run {
             store.remove(def, ns_key, name);
@@ -435,9 +430,7 @@ impl State {
         if def.plural == "namespaces" {
             return namespace_object(&store, name).ok_or_else(|| ApiError::not_found(def, name));
         }
-        store
-            .get(def, ns.unwrap_or_default(), name)
-            .map(|e| e.obj.clone())
+        read(&store, def, ns.unwrap_or_default(), name)
             .ok_or_else(|| ApiError::not_found(def, name))
     }
 
@@ -464,7 +457,10 @@ impl State {
             (None, Some(cap)) => Some(cap),
             (l, None) => l,
         };
-        let keep = |o: &Value| p.label.matches(o) && p.field.matches(o);
+        let keep = |o: &Value| match crate::events::to_view(def, o) {
+            Some(v) => p.label.matches(&v) && p.field.matches(&v),
+            None => p.label.matches(o) && p.field.matches(o),
+        };
         let rv = snapshot_rv.unwrap_or_else(|| store.current_rv());
         if def.plural == "namespaces" {
             let items: Vec<Arc<Value>> = all_namespaces(&store)
@@ -478,8 +474,13 @@ impl State {
             });
         }
         let page = store.page(def, ns, after.as_ref(), limit, &keep);
+        let items = if crate::events::is_core_event(def) {
+            page.items.iter().map(|o| view(def, o)).collect()
+        } else {
+            page.items
+        };
         Ok(ListPage {
-            items: page.items,
+            items,
             resource_version: rv.to_string(),
             continue_token: page.next_after.map(|k| encode_continue(rv, &k)),
         })
@@ -541,7 +542,36 @@ impl State {
         if let Some(m) = meta_mut(&mut obj) {
             m.insert("resourceVersion".into(), json!(rv.to_string()));
         }
-        Ok(store.put(def, ns.as_deref().unwrap_or_default(), &name, obj))
+        Ok(write(
+            &mut store,
+            def,
+            ns.as_deref().unwrap_or_default(),
+            &name,
+            obj,
+        ))
+    }
+}
+
+/// The stored object as `def`'s API shows it.
+fn view(def: &ResourceDef, stored: &Arc<Value>) -> Arc<Value> {
+    match crate::events::to_view(def, stored) {
+        Some(v) => Arc::new(v),
+        None => stored.clone(),
+    }
+}
+
+fn read(store: &Store, def: &ResourceDef, ns: &str, name: &str) -> Option<Arc<Value>> {
+    store.get(def, ns, name).map(|e| view(def, &e.obj))
+}
+
+/// Stores `obj` (in `def`'s API shape); answers it in that shape.
+fn write(store: &mut Store, def: &ResourceDef, ns: &str, name: &str, obj: Value) -> Arc<Value> {
+    if crate::events::is_core_event(def) {
+        let shown = Arc::new(obj.clone());
+        store.put(def, ns, name, crate::events::to_storage(def, obj));
+        shown
+    } else {
+        store.put(def, ns, name, obj)
     }
 }
 

@@ -52,9 +52,14 @@ impl ResourceDef {
         format!("{}List", self.kind)
     }
 
-    /// Key of this resource's table in the store.
+    /// Key of this resource's table in the store. Core Events share the
+    /// `events.k8s.io` table (see `events.rs`).
     pub fn key(&self) -> (&'static str, &'static str) {
-        (self.group, self.plural)
+        if self.group.is_empty() && self.plural == "events" {
+            ("events.k8s.io", "events")
+        } else {
+            (self.group, self.plural)
+        }
     }
 }
 

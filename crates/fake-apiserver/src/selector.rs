@@ -118,12 +118,19 @@ impl LabelSelector {
     }
 }
 
-/// A parsed `fieldSelector` limited to `metadata.name` and `metadata.namespace`.
+/// A parsed `fieldSelector`: `metadata.name`, `metadata.namespace`, plus the
+/// labels a resource adds (for core Events, `involvedObject.*`, `reason`...).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct FieldSelector(Vec<(String, bool, String)>);
 
 impl FieldSelector {
+    #[cfg(test)]
     pub fn parse(s: &str) -> Result<Self, String> {
+        Self::parse_with(s, &[])
+    }
+
+    /// Parses, also accepting the field labels in `extra`.
+    pub fn parse_with(s: &str, extra: &[&str]) -> Result<Self, String> {
         let mut out = Vec::new();
         for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
             let (k, eq, v) = if let Some((k, v)) = part.split_once("!=") {
@@ -138,7 +145,7 @@ impl FieldSelector {
                 ));
             };
             let k = k.trim();
-            if k != "metadata.name" && k != "metadata.namespace" {
+            if k != "metadata.name" && k != "metadata.namespace" && !extra.contains(&k) {
                 return Err(format!("field label not supported: {k}"));
             }
             out.push((k.to_string(), eq, v.trim().to_string()));
@@ -148,13 +155,13 @@ impl FieldSelector {
 
     pub fn matches(&self, obj: &Value) -> bool {
         self.0.iter().all(|(k, eq, v)| {
-            let ptr = if k == "metadata.name" {
-                "/metadata/name"
-            } else {
-                "/metadata/namespace"
+            let ptr = format!("/{}", k.replace('.', "/"));
+            let actual = match obj.pointer(&ptr) {
+                Some(Value::String(s)) => s.clone(),
+                Some(Value::Null) | None => String::new(),
+                Some(other) => other.to_string(),
             };
-            let actual = obj.pointer(ptr).and_then(Value::as_str).unwrap_or_default();
-            (actual == v) == *eq
+            (actual == *v) == *eq
         })
     }
 }

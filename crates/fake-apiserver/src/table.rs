@@ -37,9 +37,46 @@ fn ready_field(obj: &Value, field: &str) -> String {
         .to_string()
 }
 
+/// Last Seen, Type, Reason, Object, Message — from either Event shape.
+fn event_cells(o: &Value) -> Vec<Value> {
+    let s = |p: &str| o.pointer(p).and_then(Value::as_str);
+    let object = o.get("involvedObject").or_else(|| o.get("regarding"));
+    let kind = object
+        .and_then(|x| x.get("kind"))
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let name = object
+        .and_then(|x| x.get("name"))
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let last = s("/series/lastObservedTime")
+        .or(s("/lastTimestamp"))
+        .or(s("/deprecatedLastTimestamp"))
+        .or(s("/eventTime"))
+        .or(s("/metadata/creationTimestamp"));
+    vec![
+        json!(age(last)),
+        json!(s("/type").unwrap_or_default()),
+        json!(s("/reason").unwrap_or_default()),
+        json!(format!("{}/{name}", kind.to_ascii_lowercase())),
+        json!(s("/message").or(s("/note")).unwrap_or_default()),
+    ]
+}
+
 pub fn table(def: &ResourceDef, items: &[Arc<Value>], cont: Option<&str>, rv: &str) -> Value {
     let col = |name: &str, ty: &str, format: &str| json!({"name": name, "type": ty, "format": format, "description": "", "priority": 0});
-    let mut columns = vec![col("Name", "string", "name"), col("Age", "date", "")];
+    let is_event = def.plural == "events";
+    let mut columns = if is_event {
+        vec![
+            col("Last Seen", "string", ""),
+            col("Type", "string", ""),
+            col("Reason", "string", ""),
+            col("Object", "string", ""),
+            col("Message", "string", ""),
+        ]
+    } else {
+        vec![col("Name", "string", "name"), col("Age", "date", "")]
+    };
     let hr = def.custom;
     if hr {
         columns.push(col("Ready", "string", ""));
@@ -48,18 +85,23 @@ pub fn table(def: &ResourceDef, items: &[Arc<Value>], cont: Option<&str>, rv: &s
     let rows: Vec<Value> = items
         .iter()
         .map(|o| {
-            let name = o
-                .pointer("/metadata/name")
-                .and_then(Value::as_str)
-                .unwrap_or_default();
-            let created = o
-                .pointer("/metadata/creationTimestamp")
-                .and_then(Value::as_str);
-            let mut cells = vec![json!(name), json!(age(created))];
-            if hr {
-                cells.push(json!(ready_field(o, "status")));
-                cells.push(json!(ready_field(o, "message")));
-            }
+            let cells = if is_event {
+                event_cells(o)
+            } else {
+                let name = o
+                    .pointer("/metadata/name")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default();
+                let created = o
+                    .pointer("/metadata/creationTimestamp")
+                    .and_then(Value::as_str);
+                let mut cells = vec![json!(name), json!(age(created))];
+                if hr {
+                    cells.push(json!(ready_field(o, "status")));
+                    cells.push(json!(ready_field(o, "message")));
+                }
+                cells
+            };
             json!({
                 "cells": cells,
                 "object": {

@@ -366,3 +366,26 @@ fn kubectl_without_a_token_is_unauthorized() {
     );
     assert!(s.requests().iter().all(|r| r.status == 401));
 }
+
+#[test]
+fn kubectl_shows_events_written_through_the_events_api() {
+    let s = server();
+    let uid = s.helmrelease("apps", "web").unwrap()["metadata"]["uid"].clone();
+    s.apply(serde_json::json!({
+        "apiVersion": "events.k8s.io/v1", "kind": "Event",
+        "metadata": {"name": "web.1", "namespace": "apps"},
+        "eventTime": "2026-11-22T10:00:00.000000Z", "type": "Normal",
+        "reason": "StuckReleaseCorrected", "note": "auto-corrected", "action": "CorrectStatus",
+        "reportingController": "stuck-hr-recovery", "reportingInstance": "test",
+        "regarding": {"apiVersion": "helm.toolkit.fluxcd.io/v2", "kind": "HelmRelease", "name": "web", "namespace": "apps", "uid": uid},
+    }))
+    .unwrap();
+    let k = Kubectl::new(&s, "admin", "1.33");
+    let events = k.ok(&["get", "events", "-n", "apps"]);
+    assert!(events.contains("StuckReleaseCorrected"), "{events}");
+    let described = k.ok(&["describe", "hr", "web", "-n", "apps"]);
+    assert!(
+        described.contains("StuckReleaseCorrected") && described.contains("auto-corrected"),
+        "{described}"
+    );
+}

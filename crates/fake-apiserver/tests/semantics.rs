@@ -467,7 +467,7 @@ async fn create_drops_status_fills_metadata_and_refuses_duplicates() {
 }
 
 #[tokio::test]
-async fn events_of_both_apis_are_listed_in_creation_order() {
+async fn events_of_both_apis_are_one_resource_listed_in_creation_order() {
     let s = server();
     let c = client(&s, "admin").await;
     let ev2 = json!({"apiVersion": "events.k8s.io/v1", "kind": "Event", "metadata": {"name": "e1"}, "eventTime": "2026-11-22T10:00:00.000000Z",
@@ -503,10 +503,35 @@ async fn events_of_both_apis_are_listed_in_creation_order() {
     );
     let reasons: Vec<Value> = s.events().iter().map(|e| e["reason"].clone()).collect();
     assert_eq!(reasons, vec![json!("A"), json!("B")]);
+    // One resource behind two APIs, as on a real server.
+    assert_eq!(
+        s.events()[1]["regarding"]["name"],
+        "web",
+        "stored in events.k8s.io form"
+    );
     let (_, list) = raw(&c, "GET", "/apis/events.k8s.io/v1/events", &[], None)
         .await
         .unwrap();
-    assert_eq!(list["items"].as_array().unwrap().len(), 1);
+    assert_eq!(list["items"].as_array().unwrap().len(), 2);
+    let (_, core_list) = raw(
+        &c,
+        "GET",
+        "/api/v1/namespaces/apps/events?fieldSelector=involvedObject.name%3Dweb,reason%3DA",
+        &[],
+        None,
+    )
+    .await
+    .unwrap();
+    let items = core_list["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1);
+    assert_eq!(
+        (
+            items[0]["apiVersion"].as_str(),
+            items[0]["involvedObject"]["kind"].as_str()
+        ),
+        (Some("v1"), Some("HelmRelease"))
+    );
+    assert_eq!(items[0]["reportingComponent"], "c");
 }
 
 #[tokio::test]
