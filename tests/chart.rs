@@ -571,6 +571,9 @@ fn schema_rejects_values_outside_their_vocabulary() {
     assert_schema_rejects("stuckThreshold=5 minutes", "stuckThreshold");
     assert_schema_rejects("timeout=500ms", "timeout");
     assert_schema_rejects("maxActions=-1", "maxActions");
+    // The CronJob controller looks every 10 s: a shorter starting deadline
+    // can skip every run.
+    assert_schema_rejects("startingDeadlineSeconds=5", "startingDeadlineSeconds");
     assert_schema_rejects("image.digest=sha256:abc", "image.digest");
     assert_schema_rejects("image.pullPolicy=Sometimes", "image.pullPolicy");
 }
