@@ -440,6 +440,8 @@ impl Drop for FakeApiServer {
         }
         if let Ok(mut t) = self.thread.lock()
             && let Some(h) = t.take()
+            // Dropped from a hook on the server's own thread: it stops by itself.
+            && h.thread().id() != std::thread::current().id()
         {
             let _ = h.join();
         }
