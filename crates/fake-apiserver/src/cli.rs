@@ -128,6 +128,12 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         server.set_request_sink(Box::new(file));
     }
     if let Some(path) = &args.kubeconfig_out {
+        if server.token(&args.kubeconfig_user).is_none() {
+            bail!(
+                "--kubeconfig-user {:?} is not a user of this server (admin, a --service-account, or a ServiceAccount in --rbac-dir)",
+                args.kubeconfig_user
+            );
+        }
         server.write_kubeconfig(path, &args.kubeconfig_user)?;
     }
     if let Some(path) = &args.ready_file {

@@ -653,3 +653,34 @@ fn apply_file_reads_lists_and_multi_document_yaml() {
         "apply keeps status"
     );
 }
+
+#[tokio::test]
+async fn a_page_size_cap_pages_even_unlimited_lists() {
+    let s =
+        fake_apiserver::FakeApiServer::start(fake_apiserver::ServerConfig::new().page_size_cap(2))
+            .unwrap();
+    s.apply_file(&common::fixture("helmreleases.yaml")).unwrap();
+    s.apply(hr("apps", "third")).unwrap();
+    let c = client(&s, "admin").await;
+    let (_, page) = raw(
+        &c,
+        "GET",
+        "/apis/helm.toolkit.fluxcd.io/v2/helmreleases?limit=500",
+        &[],
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(page["items"].as_array().unwrap().len(), 2);
+    assert!(page["metadata"]["continue"].is_string());
+    let (_, unlimited) = raw(
+        &c,
+        "GET",
+        "/apis/helm.toolkit.fluxcd.io/v2/helmreleases",
+        &[],
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(unlimited["items"].as_array().unwrap().len(), 2);
+}
