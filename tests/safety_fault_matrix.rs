@@ -14,6 +14,7 @@
 mod common;
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::safety::*;
@@ -27,22 +28,30 @@ enum Kind {
     Code(u16),
     Delay,
     Drop,
+    /// The write is applied but the connection drops before the answer:
+    /// what a real API server does with a request the client gave up on
+    /// (the fake server abandons a delayed request with its connection).
+    LostAnswer,
 }
 
-const KINDS: [Kind; 5] = [
+const KINDS: [Kind; 6] = [
     Kind::Code(500),
     Kind::Code(409),
     Kind::Code(403),
     Kind::Delay,
     Kind::Drop,
+    Kind::LostAnswer,
 ];
 
 impl Kind {
-    fn apply(self, fault: Fault) -> Fault {
+    fn apply(self, fault: Fault, cluster: &Cluster) -> Fault {
         match self {
             Kind::Code(code) => fault.respond(code),
             Kind::Delay => fault.delay(DELAY),
             Kind::Drop => fault.drop_connection(),
+            Kind::LostAnswer => fault
+                .hook(apply_then_lose_answer(Arc::downgrade(&cluster.server)))
+                .drop_connection(),
         }
     }
 
@@ -55,7 +64,13 @@ impl Kind {
             Kind::Code(403) => &["403", "forbidden"],
             Kind::Code(_) => &[],
             Kind::Delay => &["deadline", "timeout", "timed out"],
-            Kind::Drop => &["connection", "closed", "incomplete", "sending request"],
+            Kind::Drop | Kind::LostAnswer => &[
+                "connection",
+                "closed",
+                "incomplete",
+                "sending request",
+                "changed-during-run",
+            ],
         }
     }
 }
@@ -66,6 +81,7 @@ impl std::fmt::Display for Kind {
             Kind::Code(code) => write!(f, "{code}"),
             Kind::Delay => write!(f, "delay {}s", DELAY.as_secs()),
             Kind::Drop => write!(f, "drop"),
+            Kind::LostAnswer => write!(f, "applied, answer lost"),
         }
     }
 }
@@ -104,7 +120,7 @@ fn run_case(case: Case, clean: &BTreeSet<WriteKey>) -> CaseResult {
     let cluster = Cluster::start();
     seed_every_branch(&cluster);
     for (key, kind) in &case.faults {
-        cluster.add_fault(kind.apply(key.fault()));
+        cluster.add_fault(kind.apply(key.fault(), &cluster));
     }
     let mut violations = Vec::new();
     let started = Instant::now();
@@ -203,8 +219,20 @@ fn judge_first_run(
         return "event-ignored".to_owned();
     }
     let Some(action) = action_of(report, &primary.namespace, HR_NAME) else {
-        violations.push(format!("no action for {} in the report", primary.namespace));
-        return String::new();
+        // SPEC §5: a 409 on an action's first write re-reads and decides
+        // again; another decision is reported instead, with no error.
+        let skip = report["skipped"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|s| s["namespace"] == primary.namespace.as_str() && s["name"] == HR_NAME);
+        if skip.is_none() || code != Some(0) {
+            violations.push(format!(
+                "no action and no skip for {} in the report, exit {code:?}",
+                primary.namespace
+            ));
+        }
+        return "redecided".to_owned();
     };
     let result = action["result"].as_str().unwrap_or_default().to_owned();
     let error = action["error"].as_str().unwrap_or_default();
@@ -245,9 +273,12 @@ fn judge_first_run(
 /// only faults the product retries (a 409, a 5xx, a dropped connection)
 /// or a delay on a write it retried can end that way.
 fn out_requests_exceed(case: &Case) -> bool {
-    case.faults
-        .iter()
-        .any(|(_, k)| matches!(k, Kind::Code(409 | 500) | Kind::Drop | Kind::Delay))
+    case.faults.iter().any(|(_, k)| {
+        matches!(
+            k,
+            Kind::Code(409 | 500) | Kind::Drop | Kind::Delay | Kind::LostAnswer
+        )
+    })
 }
 
 fn run_matrix(cases: Vec<Case>, clean: &BTreeSet<WriteKey>) -> Vec<CaseResult> {
@@ -276,12 +307,13 @@ fn no_fault_on_any_write_leaves_a_helmrelease_worse_off() {
     let mut results = run_matrix(first_round, &clean);
 
     // Second round: every write only a faulted run made (rollback, retry),
-    // found under a 500 or a 409, failed with each fault in turn.
+    // found under a 500, a 409 or a lost answer, failed with each fault in
+    // turn.
     let mut seen = BTreeSet::new();
     let mut second_round = Vec::new();
     for r in &results {
         let (primary, kind) = &r.case.faults[0];
-        if primary.is_event() || !matches!(kind, Kind::Code(500 | 409)) {
+        if primary.is_event() || !matches!(kind, Kind::Code(500 | 409) | Kind::LostAnswer) {
             continue;
         }
         for new in r.new_writes.iter().filter(|w| !w.is_event()) {
@@ -327,6 +359,26 @@ fn no_fault_on_any_write_leaves_a_helmrelease_worse_off() {
         failures.len(),
         started.elapsed()
     );
+    println!("first-run outcome per cell (one fault):");
+    for w in &writes {
+        let row: Vec<String> = KINDS
+            .iter()
+            .map(|k| {
+                let outcome = results
+                    .iter()
+                    .find(|r| r.case.faults.len() == 1 && r.case.faults[0] == (w.clone(), *k))
+                    .map_or("-", |r| r.outcome.as_str());
+                format!("{k}: {outcome}")
+            })
+            .collect();
+        println!("  {w}: {}", row.join(", "));
+    }
+    let second: BTreeSet<String> = results
+        .iter()
+        .filter(|r| r.case.faults.len() == 2)
+        .map(|r| format!("{} (after {})", r.case.faults[1].0, r.case.faults[0].1))
+        .collect();
+    println!("second-round writes: {second:#?}");
     assert!(
         failures.is_empty(),
         "{} of {} cells left damage or mis-reported:\n{}",

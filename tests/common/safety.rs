@@ -357,6 +357,69 @@ pub fn timed_signal_hook(
     })
 }
 
+/// A hook that applies a HelmRelease merge patch itself (as the API server
+/// would: only when its `resourceVersion` precondition holds; the status
+/// subresource takes only `status`, the object everything else), so that
+/// with `drop_connection()` the write lands but its answer is lost — what a
+/// real API server does with a request the client gave up on.
+pub fn apply_then_lose_answer(
+    server: std::sync::Weak<fake_apiserver::FakeApiServer>,
+) -> fake_apiserver::Hook {
+    Arc::new(move |r| {
+        let (Some(server), Some(body), Some(ns), Some(name)) = (
+            server.upgrade(),
+            r.body.as_ref(),
+            r.namespace.as_deref(),
+            r.name.as_deref(),
+        ) else {
+            return;
+        };
+        if r.resource.as_deref() != Some("helmreleases") {
+            return;
+        }
+        let Some(mut object) = server.helmrelease(ns, name) else {
+            return;
+        };
+        let wanted = &body["metadata"]["resourceVersion"];
+        if !wanted.is_null() && *wanted != object["metadata"]["resourceVersion"] {
+            return;
+        }
+        if r.subresource.as_deref() == Some("status") {
+            merge_patch(&mut object["status"], &body["status"]);
+        } else {
+            let mut patch = body.clone();
+            if let Some(p) = patch.as_object_mut() {
+                p.remove("status");
+            }
+            merge_patch(&mut object, &patch);
+        }
+        if let Some(meta) = object["metadata"].as_object_mut() {
+            meta.remove("resourceVersion");
+        }
+        let _ = server.apply(object);
+    })
+}
+
+/// RFC 7386 JSON merge patch.
+pub fn merge_patch(target: &mut Value, patch: &Value) {
+    let Value::Object(patch) = patch else {
+        *target = patch.clone();
+        return;
+    };
+    if !target.is_object() {
+        *target = Value::Object(serde_json::Map::new());
+    }
+    if let Value::Object(t) = target {
+        for (k, v) in patch {
+            if v.is_null() {
+                t.remove(k);
+            } else {
+                merge_patch(t.entry(k.clone()).or_insert(Value::Null), v);
+            }
+        }
+    }
+}
+
 /// Waits until the server logged `count` requests matching `key`'s target
 /// (a delayed request is logged once answered), at most `limit`.
 pub fn wait_logged(cluster: &Cluster, key: &WriteKey, count: u64, limit: Duration) -> bool {
