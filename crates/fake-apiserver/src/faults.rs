@@ -28,7 +28,8 @@ pub enum FaultAction {
 /// A matcher (method, resource, subresource, namespace, name, which
 /// occurrences) plus an action and an optional hook.
 ///
-/// `subresource: None` matches only requests to the main resource;
+/// `subresource: None` matches only requests to the main resource, `Some("*")`
+/// any subresource or none;
 /// method and resource `"*"` match anything.
 #[derive(Clone)]
 pub struct Fault {
