@@ -116,7 +116,7 @@ struct CaseResult {
     first_run: Duration,
 }
 
-fn run_case(case: Case, clean: &BTreeSet<WriteKey>) -> CaseResult {
+fn run_case(case: Case, clean: &BTreeSet<WriteKey>, ledger: &RbacLedger) -> CaseResult {
     let cluster = Cluster::start();
     seed_every_branch(&cluster);
     for (key, kind) in &case.faults {
@@ -172,6 +172,7 @@ fn run_case(case: Case, clean: &BTreeSet<WriteKey>) -> CaseResult {
     if !denied.is_empty() {
         violations.push(format!("RBAC denied {} requests", denied.len()));
     }
+    ledger.add(&cluster);
     CaseResult {
         case,
         outcome,
@@ -281,8 +282,12 @@ fn out_requests_exceed(case: &Case) -> bool {
     })
 }
 
-fn run_matrix(cases: Vec<Case>, clean: &BTreeSet<WriteKey>) -> Vec<CaseResult> {
-    parallel(cases, 6, |case| run_case(case, clean))
+fn run_matrix(
+    cases: Vec<Case>,
+    clean: &BTreeSet<WriteKey>,
+    ledger: &RbacLedger,
+) -> Vec<CaseResult> {
+    parallel(cases, 6, |case| run_case(case, clean, ledger))
 }
 
 #[test]
@@ -304,7 +309,8 @@ fn no_fault_on_any_write_leaves_a_helmrelease_worse_off() {
             })
         })
         .collect();
-    let mut results = run_matrix(first_round, &clean);
+    let ledger = RbacLedger::default();
+    let mut results = run_matrix(first_round, &clean, &ledger);
 
     // Second round: every write only a faulted run made (rollback, retry),
     // found under a 500, a 409 or a lost answer, failed with each fault in
@@ -327,7 +333,7 @@ fn no_fault_on_any_write_leaves_a_helmrelease_worse_off() {
         }
     }
     let second_count = second_round.len();
-    results.extend(run_matrix(second_round, &clean));
+    results.extend(run_matrix(second_round, &clean, &ledger));
 
     let mut counts = std::collections::BTreeMap::<String, usize>::new();
     let mut failures = Vec::new();
@@ -379,6 +385,14 @@ fn no_fault_on_any_write_leaves_a_helmrelease_worse_off() {
         .map(|r| format!("{} (after {})", r.case.faults[1].0, r.case.faults[0].1))
         .collect();
     println!("second-round writes: {second:#?}");
+    println!(
+        "RBAC over the matrix's {} runs: {} denied, unused rules {:?}",
+        results.len() * 2,
+        ledger.denied().len(),
+        ledger.unused_rules()
+    );
+    assert_eq!(ledger.denied(), Vec::<String>::new());
+    assert_eq!(ledger.unused_rules(), Vec::<String>::new());
     assert!(
         failures.is_empty(),
         "{} of {} cells left damage or mis-reported:\n{}",
