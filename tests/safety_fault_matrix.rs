@@ -323,7 +323,7 @@ fn no_fault_on_any_write_leaves_a_helmrelease_worse_off() {
             continue;
         }
         for new in r.new_writes.iter().filter(|w| !w.is_event()) {
-            if seen.insert((new.clone(), *kind)) {
+            if seen.insert((primary.clone(), *kind, new.clone())) {
                 for k in KINDS {
                     second_round.push(Case {
                         faults: vec![(primary.clone(), *kind), (new.clone(), k)],
