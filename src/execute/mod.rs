@@ -30,7 +30,7 @@ pub mod toggle_suspend;
 use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use futures::future::join_all;
+use futures::StreamExt;
 use serde_json::Value;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -38,7 +38,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Config;
 use crate::decide::{Decision, decide, storage_needed};
 use crate::error::{Error, ObjectName};
-use crate::kube_io::{HelmReleases, storage};
+use crate::kube_io::{HelmReleases, MAX_IN_FLIGHT, storage};
 use crate::model::{ActionResult, Branch, Reason};
 use crate::plan::{Plan, PlannedItem};
 use crate::report::Report;
@@ -131,7 +131,7 @@ impl Executor {
     /// actions never started (a signal or the deadline came first); they
     /// stay `planned` in the report.
     pub async fn execute(&self, plan: &Plan, report: &mut Report) -> usize {
-        let tripped = join_all(plan.held_back().filter_map(|item| {
+        let tripped = bounded(plan.held_back().filter_map(|item| {
             let view = item.view.as_ref()?;
             Some(self.events.publish(
                 view,
@@ -146,7 +146,7 @@ impl Executor {
         let (toggles, singles): (Vec<&PlannedItem>, Vec<&PlannedItem>) = plan
             .runnable()
             .partition(|i| i.decision.branch == Some(Branch::ToggleSuspend));
-        let singles = join_all(singles.into_iter().map(|item| async move {
+        let singles = bounded(singles.into_iter().map(|item| async move {
             let outcome = match (&item.view, item.decision.branch) {
                 (Some(view), Some(branch)) => self.run_single(view, branch).await,
                 _ => Outcome::NotStarted,
@@ -324,6 +324,18 @@ impl Executor {
                 .unwrap_or(&view.resource_version),
         }
     }
+}
+
+/// Runs `futures` in order, at most [`MAX_IN_FLIGHT`] at a time. More would
+/// not go faster (every request already waits for one of that many client
+/// slots) but would all hold memory at once: 1 000 branch-B actions started
+/// together each kept their annotation patch's answer while queueing for
+/// the status patch (peak RSS 66 MiB instead of 24 MiB).
+async fn bounded<F: Future>(futures: impl IntoIterator<Item = F>) -> Vec<F::Output> {
+    futures::stream::iter(futures)
+        .buffered(MAX_IN_FLIGHT)
+        .collect()
+        .await
 }
 
 /// The timestamp form of every annotation and condition we write.

@@ -40,12 +40,11 @@ use std::time::Duration;
 
 use backon::{BackoffBuilder, ExponentialBuilder};
 use chrono::{DateTime, Utc};
-use futures::future::join_all;
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
 use super::events::EventReason;
-use super::{CHANGED_DURING_RUN, CLEANUP_GRACE, Executor, FirstWrite, Outcome, timestamp};
+use super::{CHANGED_DURING_RUN, CLEANUP_GRACE, Executor, FirstWrite, Outcome, bounded, timestamp};
 use crate::decide::Decision;
 use crate::error::{Error, ObjectName, is_transient};
 use crate::kube_io::helmreleases::resource_version;
@@ -77,14 +76,14 @@ pub async fn run_batch<'a>(
     if views.is_empty() {
         return Vec::new();
     }
-    let suspended = join_all(views.iter().map(|view| suspend(executor, view))).await;
+    let suspended = bounded(views.iter().map(|view| suspend(executor, view))).await;
     let any = suspended.iter().any(|s| matches!(s, Suspended::Yes(..)));
     let wait = if any {
         wait(executor).await
     } else {
         WaitEnd::Elapsed
     };
-    let outcomes = join_all(suspended.into_iter().map(|s| async move {
+    let outcomes = bounded(suspended.into_iter().map(|s| async move {
         match s {
             Suspended::No(outcome) => outcome,
             Suspended::Yes(view, rv) => match resume_after_wait(executor, &view, rv).await {
