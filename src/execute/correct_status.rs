@@ -19,7 +19,10 @@
 //!
 //! # Guarantees
 //!
-//! * Write 1 failed: nothing changed; result `failed`.
+//! * Write 1 failed: nothing changed; result `failed`. When its answer was
+//!   lost (connection error, timeout) the object is read again: if it
+//!   carries this very write's annotation, the write landed and the
+//!   correction goes on with write 2 — it is never left half done.
 //! * Write 2 failed and write 3 succeeded: the object is as it was before
 //!   the run (apart from its `resourceVersion`); result `rolled-back`; the
 //!   next run decides it afresh.
@@ -72,7 +75,10 @@ pub async fn run(executor: &Executor, view: &HelmReleaseView) -> Outcome {
         .await;
     let (answer, view) = match annotated {
         FirstWrite::Wrote(answer, view) => (answer, view),
-        FirstWrite::Ended(outcome) => return finish(executor, view, outcome).await,
+        FirstWrite::Ended(outcome) => match landed(executor, view, now, &outcome).await {
+            Some(object) => (object, Box::new(view.clone())),
+            None => return finish(executor, view, outcome).await,
+        },
     };
     let rv = executor.next_resource_version(&answer, &view);
     let status = json!({
@@ -119,6 +125,46 @@ pub async fn run(executor: &Executor, view: &HelmReleaseView) -> Outcome {
         }
     };
     finish(executor, &view, outcome).await
+}
+
+/// After a failed write 1: the object as it is now, when it carries this
+/// very write's annotation (it landed although its answer was lost).
+async fn landed(
+    executor: &Executor,
+    view: &HelmReleaseView,
+    now: DateTime<Utc>,
+    outcome: &Outcome,
+) -> Option<Value> {
+    let stamp = timestamp(now);
+    let failed = matches!(
+        outcome,
+        Outcome::Done {
+            result: ActionResult::Failed,
+            ..
+        }
+    );
+    if !failed || view.annotation(annotations::AUTO_CORRECTED_AT) == Some(stamp.as_str()) {
+        return None;
+    }
+    let until = executor
+        .deadline
+        .max(tokio::time::Instant::now() + CLEANUP_GRACE);
+    let object = executor
+        .within(until, executor.api.get(&view.namespace, &view.name))
+        .await
+        .ok()?;
+    let ours = object
+        .pointer("/metadata/annotations")
+        .and_then(|a| a.get(annotations::AUTO_CORRECTED_AT))
+        .and_then(Value::as_str)
+        == Some(stamp.as_str());
+    if ours {
+        tracing::info!(
+            namespace = %view.namespace, name = %view.name,
+            "the annotation landed although its answer was lost; going on with the status"
+        );
+    }
+    ours.then_some(object)
 }
 
 /// Publishes the action's Event and hands the outcome back.

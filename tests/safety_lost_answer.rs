@@ -1,0 +1,56 @@
+//! A write that lands although its answer is lost (what a real API server
+//! does with a request whose client gave up) must not leave a HelmRelease
+//! half done within the same run: the binary reads the object again and
+//! recognises its own write. Regression tests for issue 4's matrix cells
+//! "applied, answer lost" on a first write.
+
+mod common;
+
+use std::sync::Arc;
+
+use common::safety::*;
+use common::*;
+use serde_json::Value;
+
+/// Fails `key` by applying it and dropping the connection; runs once.
+fn run_losing_the_answer_of(key: &WriteKey) -> (Cluster, Value) {
+    let cluster = Cluster::start();
+    seed_every_branch(&cluster);
+    cluster.add_fault(
+        key.fault()
+            .hook(apply_then_lose_answer(Arc::downgrade(&cluster.server)))
+            .drop_connection(),
+    );
+    let out = cluster.run(&fault_run_args());
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    let report = json_report(&out);
+    assert_eq!(end_state_violations(&cluster), Vec::<String>::new());
+    cluster.assert_nothing_denied();
+    (cluster, report)
+}
+
+fn first_patch(namespace: &str) -> WriteKey {
+    WriteKey {
+        method: "PATCH".into(),
+        resource: "helmreleases".into(),
+        subresource: None,
+        namespace: namespace.into(),
+        name: Some(HR_NAME.into()),
+        nth: 1,
+    }
+}
+
+#[test]
+fn a_lost_answer_on_the_correction_annotation_goes_on_with_the_status() {
+    let (cluster, report) = run_losing_the_answer_of(&first_patch(CORRECT_NS));
+    let action = action_of(&report, CORRECT_NS, HR_NAME)
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(action["result"], "succeeded", "{action}");
+    let hr = cluster.hr(CORRECT_NS, HR_NAME);
+    assert!(annotation(&hr, CORRECTED_AT).is_some());
+    assert_eq!(
+        find_condition(&hr, "Ready").map(|c| c["status"].clone()),
+        Some(Value::from("True"))
+    );
+}
