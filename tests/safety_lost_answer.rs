@@ -54,3 +54,16 @@ fn a_lost_answer_on_the_correction_annotation_goes_on_with_the_status() {
         Some(Value::from("True"))
     );
 }
+
+#[test]
+fn a_lost_answer_on_the_suspend_still_resumes_in_the_same_run() {
+    let (cluster, report) = run_losing_the_answer_of(&first_patch(TOGGLE_NS));
+    let action = action_of(&report, TOGGLE_NS, HR_NAME)
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(action["result"], "succeeded", "{action}");
+    let hr = cluster.hr(TOGGLE_NS, HR_NAME);
+    assert_eq!(hr["spec"].get("suspend"), None, "resumed: {hr}");
+    assert_eq!(annotation(&hr, SUSPENDED_AT), None, "marker removed");
+    assert!(annotation(&hr, TOGGLED_AT).is_some(), "toggled");
+}

@@ -22,7 +22,10 @@
 //!
 //! # Guarantees
 //!
-//! * Write 1 failed: nothing changed; result `failed`.
+//! * Write 1 failed: nothing changed; result `failed`. When its answer was
+//!   lost (connection error, timeout) the object is read again: if it
+//!   carries this very write's marker, the write landed and the object is
+//!   resumed with the rest of the batch — never left suspended.
 //! * Every HelmRelease this run suspended is resumed by this run — also on
 //!   SIGTERM/SIGINT and when the deadline cuts the wait short (the resume
 //!   then gets [`CLEANUP_GRACE`]). A wait cut short gives result `failed`
@@ -160,8 +163,51 @@ async fn suspend(executor: &Executor, view: &HelmReleaseView) -> Suspended {
             tracing::info!(namespace = %view.namespace, name = %view.name, "suspended");
             Suspended::Yes(view, rv)
         }
-        FirstWrite::Ended(outcome) => Suspended::No(outcome),
+        FirstWrite::Ended(outcome) => match landed(executor, view, now, &outcome).await {
+            Some(rv) => Suspended::Yes(Box::new(view.clone()), rv),
+            None => Suspended::No(outcome),
+        },
     }
+}
+
+/// After a failed write 1: the object's `resourceVersion` now, when it is
+/// suspended with this very write's marker (it landed although its answer
+/// was lost).
+async fn landed(
+    executor: &Executor,
+    view: &HelmReleaseView,
+    now: DateTime<Utc>,
+    outcome: &Outcome,
+) -> Option<String> {
+    let failed = matches!(
+        outcome,
+        Outcome::Done {
+            result: crate::model::ActionResult::Failed,
+            ..
+        }
+    );
+    if !failed || executor.config.dry_run == DryRun::Server {
+        return None;
+    }
+    let until = executor.deadline.max(Instant::now() + CLEANUP_GRACE);
+    let object = executor
+        .within(until, executor.api.get(&view.namespace, &view.name))
+        .await
+        .ok()?;
+    let marker = object
+        .pointer("/metadata/annotations")
+        .and_then(|a| a.get(annotations::SUSPENDED_AT))
+        .and_then(Value::as_str);
+    let ours = marker == Some(timestamp(now).as_str())
+        && object.pointer("/spec/suspend") == Some(&Value::Bool(true));
+    if !ours {
+        return None;
+    }
+    tracing::info!(
+        namespace = %view.namespace, name = %view.name,
+        "the suspension landed although its answer was lost; resuming it with the batch"
+    );
+    resource_version(&object).map(str::to_owned)
 }
 
 /// Step 2: one wait for the batch.
