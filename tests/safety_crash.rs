@@ -48,6 +48,8 @@ fn crash_at(key: &WriteKey, applied: bool) -> Crash {
     if killed.status.signal() != Some(9) {
         violations.push(format!("not killed: {}", describe(&killed)));
     }
+    // Other requests of the killed run may still be in flight.
+    wait_quiet(&cluster);
     // The killed run printed no report: its plan is the four HelmReleases.
     violations.extend(writes_outside_plan(
         &cluster.requests(),

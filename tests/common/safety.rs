@@ -25,13 +25,13 @@ pub const HR_NAME: &str = "hr";
 
 /// The run's deadline in the fault runs: short, so a delayed answer
 /// outlives it quickly.
-pub const TIMEOUT: &str = "3s";
+pub const TIMEOUT: &str = "5s";
 /// Longer than `TIMEOUT` plus the product's clean-up grace (5 s): the client
 /// gives up on a delayed write, even a resume. (The fake server then drops
 /// the request with the connection: it is never applied.)
 pub const DELAY: Duration = Duration::from_secs(15);
 /// The longest a fault run may take: `TIMEOUT`, the clean-up grace, slack.
-pub const RUN_BOUND: Duration = Duration::from_secs(3 + 5 + 2);
+pub const RUN_BOUND: Duration = Duration::from_secs(5 + 5 + 3);
 /// `--suspend-wait` of every safety run.
 pub const SUSPEND_WAIT: &str = "200ms";
 
@@ -437,6 +437,22 @@ pub fn wait_logged(cluster: &Cluster, key: &WriteKey, count: u64, limit: Duratio
             return false;
         }
         std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Waits until the request log has not grown for 100 ms (at most 5 s): a
+/// killed binary's requests still in flight have been served.
+pub fn wait_quiet(cluster: &Cluster) {
+    let started = Instant::now();
+    let mut last = (cluster.requests().len(), Instant::now());
+    while started.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(10));
+        let now = cluster.requests().len();
+        if now != last.0 {
+            last = (now, Instant::now());
+        } else if last.1.elapsed() >= Duration::from_millis(100) {
+            return;
+        }
     }
 }
 
