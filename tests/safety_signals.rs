@@ -105,13 +105,23 @@ fn sigterm_at_any_write_leaves_nothing_half_done() {
             if after_signal.is_none_or(|d| d > Duration::from_secs(6)) {
                 violations.push(format!("exited {after_signal:?} after the signal"));
             }
-            if out.status.code() != Some(143) {
-                violations.push(format!("exit {:?}", out.status.code()));
-            }
             match serde_json::from_slice::<Value>(&out.stdout) {
                 Ok(report) => {
-                    if report["exitCode"] != 143 {
-                        violations.push(format!("report exitCode {}", report["exitCode"]));
+                    // A signal at the very last write (an Event after every
+                    // action ended) may lose the race with the end of the
+                    // run: exit 0 is right then, as long as nothing was cut.
+                    let all_done = report["actions"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .all(|a| a["result"] == "succeeded");
+                    let code = out.status.code();
+                    let expected = code == Some(143) || (code == Some(0) && all_done);
+                    if !expected || report["exitCode"].as_i64() != code.map(i64::from) {
+                        violations.push(format!(
+                            "exit {code:?}, report exitCode {}",
+                            report["exitCode"]
+                        ));
                     }
                     violations.extend(writes_outside_plan(
                         &cluster.requests(),
