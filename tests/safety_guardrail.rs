@@ -112,6 +112,28 @@ fn eleven_candidates_across_both_branches_trip_the_guardrail_and_repairs_still_r
 }
 
 #[test]
+fn eleven_candidates_and_no_repair_mean_zero_helmrelease_writes() {
+    let cluster = Cluster::start();
+    for i in 0..6 {
+        cluster.seed(stuck_deployed("apps", &format!("b{i}")));
+    }
+    for i in 0..5 {
+        cluster.seed(stuck_pending("apps", &format!("a{i}")));
+    }
+    let out = cluster.run(&fault_run_args());
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    assert_eq!(cluster.hr_writes().len(), 0, "{:#?}", cluster.hr_writes());
+    let writes = cluster.writes();
+    assert_eq!(writes.len(), 11, "one Event per candidate: {writes:#?}");
+    assert!(
+        writes
+            .iter()
+            .all(|w| w.resource.as_deref() == Some("events"))
+    );
+    cluster.assert_nothing_denied();
+}
+
+#[test]
 fn exactly_ten_candidates_are_all_acted_on() {
     let (cluster, candidates) = cluster_with(5, 5);
     let out = cluster.run(&fault_run_args());

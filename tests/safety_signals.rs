@@ -138,6 +138,10 @@ fn sigterm_at_any_write_leaves_nothing_half_done() {
                 }
                 Err(e) => violations.push(format!("no JSON report ({e})")),
             }
+            let denied = cluster.server.rbac_tally().denied;
+            if !denied.is_empty() {
+                violations.push(format!("RBAC denied {denied:?}"));
+            }
             if !violations.is_empty() {
                 violations.push(describe(&out));
             }
