@@ -67,3 +67,33 @@ fn a_lost_answer_on_the_suspend_still_resumes_in_the_same_run() {
     assert_eq!(annotation(&hr, SUSPENDED_AT), None, "marker removed");
     assert!(annotation(&hr, TOGGLED_AT).is_some(), "toggled");
 }
+
+#[test]
+fn a_lost_answer_on_an_interrupted_toggle_resume_is_reported_as_resumed() {
+    let (cluster, report) = run_losing_the_answer_of(&first_patch(RESUME_NS));
+    let action = action_of(&report, RESUME_NS, HR_NAME)
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(
+        (action["branch"].clone(), action["result"].clone()),
+        (Value::from("resume"), Value::from("succeeded")),
+        "{report}"
+    );
+    assert!(
+        cluster
+            .events()
+            .iter()
+            .any(|(id, _, reason)| id == "resume/hr" && reason == "InterruptedToggleResumed"),
+        "{:#?}",
+        cluster.events()
+    );
+}
+
+#[test]
+fn a_lost_answer_on_a_marker_clear_is_reported_as_cleared() {
+    let (_, report) = run_losing_the_answer_of(&first_patch(CLEAR_NS));
+    let action = action_of(&report, CLEAR_NS, HR_NAME)
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(action["result"], "succeeded", "{report}");
+}

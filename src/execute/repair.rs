@@ -14,7 +14,9 @@
 //!
 //! **Errors:** a failed resume leaves the object as it was (suspended, with
 //! our marker); result `failed`, Warning Event `StuckReleaseToggleFailed`;
-//! the next run tries again.
+//! the next run tries again. A resume that landed although its answer was
+//! lost (its retry then meets a 409 or fails) is recognised on a read-back
+//! by its own `toggled-at`: result `succeeded`.
 //!
 //! # `stale-marker` → clear marker
 //!
@@ -22,16 +24,18 @@
 //! with the decided `resourceVersion` (409: re-decide once). No Event.
 //!
 //! **Guarantees / Errors:** the object is either unchanged or without the
-//! marker; nothing else is touched.
+//! marker; nothing else is touched. A failed write whose read-back shows the
+//! marker gone (it landed although its answer was lost) is `succeeded`.
 
 use chrono::Utc;
-use serde_json::json;
+use serde_json::{Value, json};
+use tokio::time::Instant;
 
 use super::events::EventReason;
 use super::toggle_suspend::resume_retrying;
-use super::{Executor, FirstWrite, Outcome};
+use super::{CLEANUP_GRACE, Executor, FirstWrite, Outcome, timestamp};
 use crate::error::{Error, ObjectName};
-use crate::model::{Branch, annotations};
+use crate::model::{ActionResult, Branch, annotations};
 use crate::view::HelmReleaseView;
 
 /// Finishes a toggle a killed run left suspended.
@@ -39,13 +43,25 @@ pub async fn resume(executor: &Executor, view: &HelmReleaseView) -> Outcome {
     if !executor.may_start() {
         return Outcome::NotStarted;
     }
+    let now = Utc::now();
     let written = executor
         .first_write(view, Branch::Resume, |view| async move {
-            resume_retrying(executor, &view, &view.resource_version, Utc::now()).await
+            resume_retrying(executor, &view, &view.resource_version, now).await
         })
         .await;
     let outcome = match written {
         FirstWrite::Wrote(..) => Outcome::succeeded(),
+        FirstWrite::Ended(outcome) if may_have_landed(&outcome) => {
+            let stamp = timestamp(now);
+            let ours = |object: &Value| {
+                annotation(object, annotations::TOGGLED_AT) == Some(stamp.as_str())
+                    && annotation(object, annotations::SUSPENDED_AT).is_none()
+            };
+            match read_back(executor, view).await {
+                Some(object) if ours(&object) => Outcome::succeeded(),
+                _ => outcome,
+            }
+        }
         FirstWrite::Ended(outcome) => outcome,
     };
     match &outcome {
@@ -99,6 +115,47 @@ pub async fn clear_marker(executor: &Executor, view: &HelmReleaseView) -> Outcom
         .await;
     match written {
         FirstWrite::Wrote(..) => Outcome::succeeded(),
+        FirstWrite::Ended(outcome @ Outcome::Done { .. }) if may_have_landed(&outcome) => {
+            match read_back(executor, view).await {
+                Some(object) if annotation(&object, annotations::SUSPENDED_AT).is_none() => {
+                    Outcome::succeeded()
+                }
+                _ => outcome,
+            }
+        }
         FirstWrite::Ended(outcome) => outcome,
     }
+}
+
+/// A first write that ended failed or re-decided may have landed with its
+/// answer lost (and its retry then met our own change).
+fn may_have_landed(outcome: &Outcome) -> bool {
+    matches!(
+        outcome,
+        Outcome::Redecided(_)
+            | Outcome::Done {
+                result: ActionResult::Failed,
+                ..
+            }
+    )
+}
+
+/// The object as it is now, within the clean-up grace; `None` when it
+/// cannot be read (or in a server dry run, where nothing persisted).
+async fn read_back(executor: &Executor, view: &HelmReleaseView) -> Option<Value> {
+    if executor.config.dry_run == crate::model::DryRun::Server {
+        return None;
+    }
+    let until = executor.deadline.max(Instant::now() + CLEANUP_GRACE);
+    executor
+        .within(until, executor.api.get(&view.namespace, &view.name))
+        .await
+        .ok()
+}
+
+fn annotation<'a>(object: &'a Value, key: &str) -> Option<&'a str> {
+    object
+        .pointer("/metadata/annotations")
+        .and_then(|a| a.get(key))
+        .and_then(Value::as_str)
 }
