@@ -97,3 +97,22 @@ fn a_lost_answer_on_a_marker_clear_is_reported_as_cleared() {
         .unwrap_or_default();
     assert_eq!(action["result"], "succeeded", "{report}");
 }
+
+#[test]
+fn a_lost_answer_on_the_status_is_a_correction_not_a_rollback() {
+    let status = WriteKey {
+        subresource: Some("status".into()),
+        ..first_patch(CORRECT_NS)
+    };
+    let (cluster, report) = run_losing_the_answer_of(&status);
+    let action = action_of(&report, CORRECT_NS, HR_NAME)
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(action["result"], "succeeded", "{report}");
+    let hr = cluster.hr(CORRECT_NS, HR_NAME);
+    assert!(annotation(&hr, CORRECTED_AT).is_some());
+    assert_eq!(
+        find_condition(&hr, "Ready").map(|c| c["status"].clone()),
+        Some(Value::from("True"))
+    );
+}

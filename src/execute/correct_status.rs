@@ -23,6 +23,9 @@
 //!   lost (connection error, timeout) the object is read again: if it
 //!   carries this very write's annotation, the write landed and the
 //!   correction goes on with write 2 — it is never left half done.
+//! * Write 2 failed: the object is read back first; when it carries this
+//!   very write's Ready (it landed although its answer was lost), the result
+//!   is `succeeded` and nothing is rolled back.
 //! * Write 2 failed and write 3 succeeded: the object is as it was before
 //!   the run (apart from its `resourceVersion`); result `rolled-back`; the
 //!   next run decides it afresh.
@@ -96,6 +99,9 @@ pub async fn run(executor: &Executor, view: &HelmReleaseView) -> Outcome {
         Ok(_) => return finish(executor, &view, Outcome::succeeded()).await,
         Err(error) => error,
     };
+    if status_landed(executor, &view, now).await {
+        return finish(executor, &view, Outcome::succeeded()).await;
+    }
     let revert = json!({
         "metadata": {
             "resourceVersion": rv,
@@ -165,6 +171,43 @@ async fn landed(
         );
     }
     ours.then_some(object)
+}
+
+/// After a failed write 2: whether it landed although its answer was lost
+/// (the object's Ready is this very write's), so there is nothing to roll
+/// back.
+async fn status_landed(executor: &Executor, view: &HelmReleaseView, now: DateTime<Utc>) -> bool {
+    if executor.config.dry_run == crate::model::DryRun::Server {
+        return false;
+    }
+    let until = executor
+        .deadline
+        .max(tokio::time::Instant::now() + CLEANUP_GRACE);
+    let Ok(object) = executor
+        .within(until, executor.api.get(&view.namespace, &view.name))
+        .await
+    else {
+        return false;
+    };
+    let stamp = timestamp(now);
+    let landed = object
+        .pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .any(|c| {
+            c["type"] == "Ready"
+                && c["status"] == "True"
+                && c["message"] == READY_MESSAGE
+                && c["lastTransitionTime"] == stamp.as_str()
+        });
+    if landed {
+        tracing::info!(
+            namespace = %view.namespace, name = %view.name,
+            "the status landed although its answer was lost; nothing to roll back"
+        );
+    }
+    landed
 }
 
 /// Publishes the action's Event and hands the outcome back.
