@@ -219,6 +219,15 @@ fn judge_first_run(
         }
         return "event-ignored".to_owned();
     }
+    // A write that landed is recognised on a read-back: the action
+    // succeeds in the same run, nothing half done, nothing mis-reported.
+    let lost_alone = case.faults.len() == 1 && kind == Kind::LostAnswer;
+    if lost_alone && code != Some(0) {
+        violations.push(format!(
+            "a lost answer on {primary} was not recognised: {}",
+            describe(out)
+        ));
+    }
     let Some(action) = action_of(report, &primary.namespace, HR_NAME) else {
         // SPEC §5: a 409 on an action's first write re-reads and decides
         // again; another decision is reported instead, with no error.
