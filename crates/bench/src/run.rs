@@ -73,9 +73,9 @@ pub fn run(setup: &Setup, case: &Case, tool: Tool, n: usize) -> Result<Run> {
             .service_account("flux-system", "stuck-hr-recovery"),
     )
     .context("starting the fake API server")?;
-    for obj in seed {
-        server.apply(obj).context("seeding the fake API server")?;
-    }
+    server
+        .apply_all(seed)
+        .context("seeding the fake API server")?;
     let tmp = tempfile::tempdir().context("creating a temporary directory")?;
     let kubeconfig = tmp.path().join("kubeconfig");
     let user = match tool {

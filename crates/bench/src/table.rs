@@ -70,8 +70,8 @@ fn rss_cell(row: &Row) -> String {
 /// The comparison table: both tools on cases (a), (b), (c).
 pub fn compare(rows: &[Row]) -> String {
     let mut out = String::from(
-        "| case | cluster | tool | runs | wall, median (min–max) | baseline ÷ ours | CPU (user + sys) | API requests | by verb and resource | bytes (req + resp) | peak RSS |\n\
-         |---|---|---|---|---|---|---|---|---|---|---|\n",
+        "| case | cluster | tool | runs | wall, median (min–max) | baseline ÷ ours | CPU (user + sys) | API requests | by verb and resource | bytes (req + resp) | Secret list, mean response | peak RSS |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     for row in rows.iter().filter(|r| r.case.group == Group::Compare) {
         let Some(last) = row.last() else { continue };
@@ -94,7 +94,7 @@ pub fn compare(rows: &[Row]) -> String {
         };
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             row.case.id,
             cluster(row.case),
             row.tool.name(),
@@ -105,10 +105,26 @@ pub fn compare(rows: &[Row]) -> String {
             last.requests.len(),
             requests::render(&requests::tally(&last.requests)),
             stats::bytes(requests::bytes(&last.requests)),
+            mean_secret_list(&row.runs),
             rss_cell(row),
         );
     }
     out
+}
+
+/// Mean response size of the Secret lists (the product's are metadata-only;
+/// the baseline's carry every release payload).
+fn mean_secret_list(runs: &[Run]) -> String {
+    let sizes: Vec<usize> = runs
+        .iter()
+        .flat_map(|r| &r.requests)
+        .filter(|r| requests::key(r) == "list secrets")
+        .map(|r| r.response_bytes)
+        .collect();
+    match sizes.len() {
+        0 => "–".to_string(),
+        n => format!("{} B", sizes.iter().sum::<usize>() / n),
+    }
 }
 
 /// The scaling table: the product alone as the cluster grows.
@@ -163,17 +179,7 @@ pub fn formula(rows: &[Row]) -> String {
             .runs
             .iter()
             .all(|r| requests::tally(&r.requests) == want.tally);
-        let secret_lists: Vec<usize> = row
-            .runs
-            .iter()
-            .flat_map(|r| &r.requests)
-            .filter(|r| requests::key(r) == "list secrets")
-            .map(|r| r.response_bytes)
-            .collect();
-        let mean_secret_list = match secret_lists.len() {
-            0 => "–".to_string(),
-            n => format!("{} B", secret_lists.iter().sum::<usize>() / n),
-        };
+        let mean_secret_list = mean_secret_list(&row.runs);
         let _ = writeln!(
             out,
             "| {} | {} | {} | {} | {mean_secret_list} |",
