@@ -38,9 +38,10 @@ struct Args {
     /// Runs of stuck-hr-recovery per case; the median is reported.
     #[arg(long, default_value_t = 3)]
     runs: usize,
-    /// Runs of the kubectl baseline per case (each takes minutes).
-    #[arg(long, default_value_t = 1)]
-    baseline_runs: usize,
+    /// Runs of the kubectl baseline per case [default: 3 where it toggles at
+    /// most 10 HelmReleases (about a minute a run), else 1 (minutes a run)].
+    #[arg(long)]
+    baseline_runs: Option<usize>,
     /// Stop a baseline run after this many seconds and report a lower bound (0: never).
     #[arg(long, default_value_t = 150)]
     baseline_cap: u64,
@@ -141,7 +142,10 @@ fn run_all(args: Args) -> Result<bool> {
     for case in selected {
         let mut tools = vec![(Tool::Ours, args.runs)];
         if case.baseline && !args.skip_baseline {
-            tools.push((Tool::Baseline, args.baseline_runs));
+            let n = args
+                .baseline_runs
+                .unwrap_or(if case.stuck() <= 10 { 3 } else { 1 });
+            tools.push((Tool::Baseline, n));
         }
         for (tool, n) in tools {
             let mut row = Row {
