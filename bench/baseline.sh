@@ -13,7 +13,8 @@
 # Everything runs serially, one kubectl process per step, as the original did.
 # It has no guardrail and cannot tell the two stuck modes apart: every stuck
 # HelmRelease whose latest revision is deployed gets the toggle. Like the
-# original, it ignores the 53-character release-name hashing.
+# original, it ignores the 53-character release-name hashing. Needs GNU date
+# (`date -d`) for the age of Ready.
 #
 # Environment:
 #   KUBECTL                  kubectl to run (default: the fixed 1.33 sibling of
