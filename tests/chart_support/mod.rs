@@ -46,6 +46,12 @@ fn on_path(name: &str) -> Option<PathBuf> {
 /// The fixed kubectl 1.33: the `kubectl.1.33` sibling of the real file behind
 /// `kubectl` on `PATH` (that one is a version dispatcher).
 pub fn kubectl_1_33() -> PathBuf {
+    kubectl_fixed("1.33")
+}
+
+/// A fixed kubectl minor (`"1.31"`): the `kubectl.<minor>` sibling of the
+/// real file behind `kubectl` on `PATH`. Panics (never skips) when missing.
+pub fn kubectl_fixed(minor: &str) -> PathBuf {
     let dispatcher = on_path("kubectl").unwrap_or_else(|| {
         panic!("kubectl not on PATH: the machine's Google Cloud CLI kubectl is needed")
     });
@@ -53,7 +59,7 @@ pub fn kubectl_1_33() -> PathBuf {
         .unwrap_or_else(|e| panic!("cannot resolve {}: {e}", dispatcher.display()));
     let fixed = real
         .parent()
-        .map(|dir| dir.join("kubectl.1.33"))
+        .map(|dir| dir.join(format!("kubectl.{minor}")))
         .unwrap_or_else(|| panic!("{} has no parent directory", real.display()));
     assert!(
         fixed.is_file(),
