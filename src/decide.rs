@@ -209,15 +209,16 @@ fn walk<'a>(view: &'a HelmReleaseView, now: DateTime<Utc>, config: &Config) -> S
 
     match history_mode(view) {
         Some(Mode::Deployed(head)) => {
-            // A correction holds the HelmRelease back for one cooldown, not
-            // forever: "corrected-at >= Ready's lastTransitionTime" with Ready
-            // still Unknown is also a half-done correction (annotation
-            // written, status not: SIGKILL between the two writes, or a failed
-            // status patch whose rollback failed too), whose annotation would
-            // otherwise claim a correction that never happened, for good.
-            // Past the cooldown it is corrected again (docs/safety.md).
+            // SPEC §3: our correction at or after Ready's last transition
+            // means this Unknown episode was already corrected once — never
+            // twice, so the tool cannot fight helm-controller. Either clause
+            // holds it back. This also holds a half-done correction
+            // (annotation written, status not: SIGKILL between the two
+            // writes, or a failed status patch whose rollback failed too)
+            // until Ready transitions again; it stays listed as a skip for
+            // a human (docs/safety.md).
             if let Some(corrected) = annotation_time(view, annotations::AUTO_CORRECTED_AT)
-                && younger_than(corrected, now, config.cooldown)
+                && (corrected >= ready_since || younger_than(corrected, now, config.cooldown))
             {
                 return Done(Decision::skip(Reason::AlreadyCorrected));
             }

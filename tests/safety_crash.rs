@@ -2,11 +2,21 @@
 //! its request log), the binary is SIGKILLed the moment the server receives
 //! that write — once with the write then applied, once with it dropped —
 //! and the binary runs again. The rerun resumes every HelmRelease the killed
-//! run left suspended (`interrupted-toggle`, marker removed) and finishes
-//! every half-done correction; nothing outside the plan is ever written.
+//! run left suspended (`interrupted-toggle`, marker removed); nothing
+//! outside the plan is ever written.
+//!
+//! A kill between branch B's two writes leaves a half-done correction
+//! (`auto-corrected-at` written, Ready still Unknown). SPEC §3 decides it
+//! `already-corrected` (our annotation is at or after Ready's
+//! `lastTransitionTime`: this Unknown episode is never corrected twice), so
+//! the rerun — and every later run, past the cooldown too — lists it as a
+//! skip, counts it in `stuck`, and never writes to it; it is healed only
+//! once Ready transitions again (docs/safety.md). Healing it automatically
+//! would need a SPEC change.
 
 mod common;
 
+use std::collections::BTreeSet;
 use std::os::unix::process::ExitStatusExt;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU32;
@@ -21,6 +31,8 @@ struct Crash {
     name: String,
     left_suspended: bool,
     left_half_corrected: bool,
+    /// The rerun held the half-done correction as SPEC §3 says.
+    held: bool,
     violations: Vec<String>,
 }
 
@@ -60,9 +72,7 @@ fn crash_at(key: &WriteKey, applied: bool) -> Crash {
     let left_suspended =
         toggle["spec"]["suspend"] == true && annotation(&toggle, SUSPENDED_AT).is_some();
     let correct = cluster.hr(CORRECT_NS, HR_NAME);
-    let left_half_corrected = annotation(&correct, CORRECTED_AT).is_some()
-        && find_condition(&correct, "Ready").map(|c| c["status"].clone())
-            != Some(Value::from("True"));
+    let left_half_corrected = is_half_done(&correct);
 
     cluster.server.clear_faults();
     let after = last_seq(&cluster);
@@ -71,8 +81,9 @@ fn crash_at(key: &WriteKey, applied: bool) -> Crash {
         violations.push(format!("rerun: {}", describe(&rerun)));
     }
     let report: Value = serde_json::from_slice(&rerun.stdout).unwrap_or_default();
+    let rerun_requests = requests_after(&cluster, after);
     violations.extend(writes_outside_plan(
-        &requests_after(&cluster, after),
+        &rerun_requests,
         &report,
         &Default::default(),
     ));
@@ -89,28 +100,38 @@ fn crash_at(key: &WriteKey, applied: bool) -> Crash {
             ));
         }
     }
+    // The one residue SPEC §3 allows: the half-done correction the kill
+    // left, held by the rerun as `already-corrected`, not written to.
+    let mut held = BTreeSet::new();
     if left_half_corrected {
-        let completed = action_of(&report, CORRECT_NS, HR_NAME)
-            .is_some_and(|a| a["branch"] == "correct-status" && a["result"] == "succeeded");
-        if !completed {
-            violations.push(format!(
-                "the half-done correction was not completed: {}",
-                describe(&rerun)
-            ));
+        let problems = held_half_done_violations(
+            CORRECT_NS,
+            HR_NAME,
+            &report,
+            &rerun_requests,
+            &correct,
+            &cluster.hr(CORRECT_NS, HR_NAME),
+        );
+        if problems.is_empty() {
+            held.insert(format!("{CORRECT_NS}/{HR_NAME}"));
+        } else {
+            violations.extend(problems);
+            violations.push(describe(&rerun));
         }
     }
-    violations.extend(end_state_violations(&cluster));
+    violations.extend(end_state_violations_except(&cluster, &held));
     cluster.assert_nothing_denied();
     Crash {
         name,
         left_suspended,
         left_half_corrected,
+        held: !held.is_empty(),
         violations,
     }
 }
 
 #[test]
-fn a_kill_at_any_write_is_healed_by_the_next_run() {
+fn a_kill_at_any_write_is_healed_or_held_by_the_next_run() {
     let started = Instant::now();
     let writes = clean_run_writes();
     let cases: Vec<(WriteKey, bool)> = writes
@@ -120,14 +141,16 @@ fn a_kill_at_any_write_is_healed_by_the_next_run() {
     let crashes = parallel(cases, 6, |(key, applied)| crash_at(&key, applied));
     let suspended = crashes.iter().filter(|c| c.left_suspended).count();
     let half = crashes.iter().filter(|c| c.left_half_corrected).count();
+    let held = crashes.iter().filter(|c| c.held).count();
     let failures: Vec<String> = crashes
         .iter()
         .filter(|c| !c.violations.is_empty())
         .map(|c| format!("{}:\n  {}", c.name, c.violations.join("\n  ")))
         .collect();
     println!(
-        "crash matrix: {} writes x 2 (applied, dropped) = {} kills; {suspended} left a HelmRelease suspended, \
-         {half} left a half-done correction; all healed: {}; total {:?}",
+        "crash matrix: {} writes x 2 (applied, dropped) = {} kills; {suspended} left a HelmRelease suspended \
+         (resumed by the rerun as interrupted-toggle), {half} left a half-done correction ({held} held by the \
+         rerun as already-corrected, not written to: the residue SPEC §3 allows); no other damage: {}; total {:?}",
         writes.len(),
         crashes.len(),
         failures.is_empty(),
@@ -135,19 +158,27 @@ fn a_kill_at_any_write_is_healed_by_the_next_run() {
     );
     assert!(suspended > 0, "some kill lands between suspend and resume");
     assert!(half > 0, "some kill lands between annotation and status");
+    assert_eq!(
+        held, half,
+        "every half-done correction is held, none healed"
+    );
     assert!(
         failures.is_empty(),
-        "{} of {} kills not healed:\n{}",
+        "{} of {} kills left damage:\n{}",
         failures.len(),
         crashes.len(),
         failures.join("\n")
     );
 }
 
-/// A half-done correction within the cooldown is held back
-/// (`already-corrected`), and completed by the first run past it.
+/// SPEC §3 end to end: a half-done correction (a kill between branch B's
+/// two writes) is `already-corrected` within the cooldown and past it —
+/// our annotation is at or after Ready's `lastTransitionTime` — listed,
+/// counted in `stuck`, never written to. Only a later Ready transition
+/// (newer than the annotation) makes it eligible again, and then only once
+/// the cooldown has passed.
 #[test]
-fn a_half_done_correction_waits_for_the_cooldown_then_is_completed() {
+fn a_half_done_correction_is_held_until_ready_transitions_again() {
     let cluster = Cluster::start();
     seed_every_branch(&cluster);
     let status = WriteKey {
@@ -175,32 +206,93 @@ fn a_half_done_correction_waits_for_the_cooldown_then_is_completed() {
         1,
         std::time::Duration::from_secs(10)
     ));
-    let hr = cluster.hr(CORRECT_NS, HR_NAME);
-    assert!(annotation(&hr, CORRECTED_AT).is_some(), "half done");
+    wait_quiet(&cluster);
+    assert!(is_half_done(&cluster.hr(CORRECT_NS, HR_NAME)), "half done");
     cluster.server.clear_faults();
 
-    let within = cluster.run(&["-o", "json", "--suspend-wait", SUSPEND_WAIT]);
-    let report = json_report(&within);
-    assert!(
-        report["skipped"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .any(|s| s["namespace"] == CORRECT_NS && s["reason"] == "already-corrected"),
-        "{}",
-        describe(&within)
+    let default_cooldown = ["-o", "json", "--suspend-wait", SUSPEND_WAIT];
+    // Within the cooldown, and past it (`--cooldown 1ms`): held.
+    assert_held(&cluster, &default_cooldown, "within the cooldown");
+    assert_held(&cluster, &rerun_args(), "past the cooldown");
+    // The same episode 45 minutes on (annotation 45m old, Ready Unknown
+    // since 50m), with the default 30m cooldown: still held.
+    set_episode(&cluster, 45, 50);
+    assert_held(&cluster, &default_cooldown, "45m after, 30m cooldown");
+    // helm-controller transitions Ready again (still Unknown) after our
+    // annotation: a new episode, but our correction is younger than the
+    // cooldown — held.
+    set_episode(&cluster, 20, 10);
+    assert_held(
+        &cluster,
+        &default_cooldown,
+        "Ready newer, within the cooldown",
     );
-
-    let past = cluster.run(&rerun_args());
-    let report = json_report(&past);
+    // Past the cooldown, with Ready's transition newer than the annotation:
+    // corrected.
+    set_episode(&cluster, 45, 35);
+    let out = cluster.run(&default_cooldown);
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    let report = json_report(&out);
     let action = action_of(&report, CORRECT_NS, HR_NAME).cloned();
     assert_eq!(
-        action
-            .as_ref()
-            .map(|a| (a["branch"].clone(), a["result"].clone())),
-        Some((Value::from("correct-status"), Value::from("succeeded"))),
+        action.as_ref().map(|a| (
+            a["branch"].clone(),
+            a["reason"].clone(),
+            a["result"].clone()
+        )),
+        Some((
+            Value::from("correct-status"),
+            Value::from("deployed-but-unknown-ready"),
+            Value::from("succeeded")
+        )),
         "{}",
-        describe(&past)
+        describe(&out)
     );
     assert_eq!(end_state_violations(&cluster), Vec::<String>::new());
+    cluster.assert_nothing_denied();
+}
+
+/// One run with `args` holds the half-done correction (exit 0).
+fn assert_held(cluster: &Cluster, args: &[&str], when: &str) {
+    let before = cluster.hr(CORRECT_NS, HR_NAME);
+    let after_seq = last_seq(cluster);
+    let out = cluster.run(args);
+    assert_eq!(out.status.code(), Some(0), "{when}: {}", describe(&out));
+    let report = json_report(&out);
+    let problems = held_half_done_violations(
+        CORRECT_NS,
+        HR_NAME,
+        &report,
+        &requests_after(cluster, after_seq),
+        &before,
+        &cluster.hr(CORRECT_NS, HR_NAME),
+    );
+    assert_eq!(problems, Vec::<String>::new(), "{when}: {}", describe(&out));
+    let held = BTreeSet::from([format!("{CORRECT_NS}/{HR_NAME}")]);
+    assert_eq!(
+        end_state_violations_except(cluster, &held),
+        Vec::<String>::new(),
+        "{when}"
+    );
+}
+
+/// Moves the half-done correction's timeline (time passing, and what
+/// helm-controller would write): our annotation `corrected` minutes ago,
+/// Ready (and Reconciling) Unknown since `ready` minutes ago.
+fn set_episode(cluster: &Cluster, corrected: i64, ready: i64) {
+    let mut hr = cluster.hr(CORRECT_NS, HR_NAME);
+    hr["metadata"]["annotations"][CORRECTED_AT] = Value::from(ago(corrected));
+    for c in hr["status"]["conditions"]
+        .as_array_mut()
+        .into_iter()
+        .flatten()
+    {
+        if c["type"] == "Ready" || c["type"] == "Reconciling" {
+            c["lastTransitionTime"] = Value::from(ago(ready));
+        }
+    }
+    if let Some(meta) = hr["metadata"].as_object_mut() {
+        meta.remove("resourceVersion");
+    }
+    cluster.server.apply(hr).expect("HelmRelease updated");
 }

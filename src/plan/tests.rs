@@ -150,13 +150,15 @@ fn ready_unknown_for_less_than_the_threshold_is_within_threshold() {
 }
 
 #[test]
-fn a_half_done_correction_within_the_cooldown_is_already_corrected() {
-    // Annotated 10m ago, Ready Unknown since 50m: the status write never
-    // landed (docs/safety.md); the cooldown still holds it back.
+fn a_correction_after_ready_last_changed_is_already_corrected_even_past_the_cooldown() {
+    // Corrected 40m ago, Ready Unknown since 50m: this Unknown episode was
+    // corrected once (SPEC §3: never twice). The same holds a half-done
+    // correction — annotation written, status not — until Ready changes
+    // again (docs/safety.md).
     let hr = hr("apps", "web")
         .ready_unknown_for(minutes(50))
         .history_deployed(3)
-        .corrected_ago(minutes(10));
+        .corrected_ago(minutes(40));
     assert_eq!(
         decided(hr, Helm::deployed(3)),
         skip(Reason::AlreadyCorrected)
@@ -164,22 +166,25 @@ fn a_half_done_correction_within_the_cooldown_is_already_corrected() {
 }
 
 #[test]
-fn a_half_done_correction_past_the_cooldown_is_corrected_again() {
-    // Regression (issue 4): corrected-at >= Ready's lastTransitionTime used
-    // to hold it back forever, leaving auto-corrected-at without Ready True.
-    let hr = hr("apps", "web")
-        .ready_unknown_for(minutes(50))
-        .history_deployed(3)
-        .corrected_ago(minutes(40));
-    assert_eq!(decided(hr, Helm::deployed(3)), correct_status());
-}
-
-#[test]
-fn a_correction_at_the_same_instant_ready_changed_past_the_cooldown_is_corrected_again() {
+fn a_correction_at_the_same_instant_ready_changed_is_already_corrected() {
     let hr = hr("apps", "web")
         .ready_unknown_for(minutes(50))
         .history_deployed(3)
         .corrected_ago(minutes(50));
+    assert_eq!(
+        decided(hr, Helm::deployed(3)),
+        skip(Reason::AlreadyCorrected)
+    );
+}
+
+#[test]
+fn a_correction_before_ready_last_changed_and_past_the_cooldown_is_corrected_again() {
+    // Corrected 40m ago, then Ready changed again (Unknown since 35m): a new
+    // episode, past the 30m cooldown.
+    let hr = hr("apps", "web")
+        .ready_unknown_for(minutes(35))
+        .history_deployed(3)
+        .corrected_ago(minutes(40));
     assert_eq!(decided(hr, Helm::deployed(3)), correct_status());
 }
 
@@ -794,13 +799,32 @@ fn repairs_still_run_when_the_guardrail_trips() {
 }
 
 #[test]
-fn the_correction_timestamp_is_compared_with_now_not_with_ready() {
-    // corrected 40m ago, after Ready changed 45m ago: past the 30m cooldown.
+fn the_correction_timestamp_is_compared_with_ready_not_with_now() {
+    // corrected 40m ago, Ready changed 45m ago: corrected after Ready changed.
     let hr = hr("apps", "web")
         .ready_unknown_since(&ago(minutes(45)))
         .history_deployed(3)
         .corrected_ago(minutes(40));
-    assert_eq!(decided(hr, Helm::deployed(3)), correct_status());
+    assert_eq!(
+        decided(hr, Helm::deployed(3)),
+        skip(Reason::AlreadyCorrected)
+    );
+}
+
+#[test]
+fn the_correction_is_compared_with_ready_not_with_a_later_reconciling() {
+    // Ready Unknown since 50m, Reconciling True since 20m (age 20m), corrected
+    // 40m ago: after Ready's transition, so already corrected although
+    // Reconciling changed later (SPEC §3 names Ready's lastTransitionTime).
+    let hr = hr("apps", "web")
+        .ready_unknown_for(minutes(50))
+        .history_deployed(3)
+        .reconciling_true_since(&ago(minutes(20)))
+        .corrected_ago(minutes(40));
+    assert_eq!(
+        decided(hr, Helm::deployed(3)),
+        skip(Reason::AlreadyCorrected)
+    );
 }
 
 mod guardrail_property {
