@@ -30,13 +30,16 @@
 //!   the run (apart from its `resourceVersion`); result `rolled-back`; the
 //!   next run decides it afresh.
 //! * The status is never written without the annotation that records it,
-//!   so the cooldown (`already-corrected`) always sees our correction.
+//!   so `already-corrected` always sees our correction.
 //!
 //! # Errors
 //!
-//! * Write 2 and write 3 both failed: the annotation stays although the
-//!   status was not corrected; the HelmRelease reads `already-corrected`
-//!   until the cooldown passes. Result `failed`, both errors reported.
+//! * Write 2 and write 3 both failed (or the process was killed between
+//!   writes 1 and 2): the annotation stays although the status was not
+//!   corrected. Result `failed`, both errors reported. Later runs decide
+//!   `already-corrected` for it (the annotation is newer than Ready's
+//!   `lastTransitionTime`, SPEC §3), list it for a human, and never write to
+//!   it again until Ready transitions anew (docs/safety.md).
 //! * A 409 on write 2 is a failed step 2 (someone else changed the object
 //!   between our writes): rolled back as above.
 
