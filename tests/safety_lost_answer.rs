@@ -116,3 +116,37 @@ fn a_lost_answer_on_the_status_is_a_correction_not_a_rollback() {
         Some(Value::from("True"))
     );
 }
+
+#[test]
+fn a_lost_answer_on_the_revert_is_reported_as_rolled_back() {
+    let cluster = Cluster::start();
+    seed_every_branch(&cluster);
+    let status = WriteKey {
+        subresource: Some("status".into()),
+        ..first_patch(CORRECT_NS)
+    };
+    // The status patch fails, then the revert (the second main-resource
+    // patch of that HelmRelease) lands but its answer is lost.
+    cluster.add_fault(status.fault().respond(500));
+    let revert = WriteKey {
+        nth: 2,
+        ..first_patch(CORRECT_NS)
+    };
+    cluster.add_fault(
+        revert
+            .fault()
+            .hook(apply_then_lose_answer(Arc::downgrade(&cluster.server)))
+            .drop_connection(),
+    );
+    let out = cluster.run(&fault_run_args());
+    let report = json_report(&out);
+    let action = action_of(&report, CORRECT_NS, HR_NAME)
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(action["result"], "rolled-back", "{report}");
+    assert_eq!(out.status.code(), Some(3), "{}", describe(&out));
+    let hr = cluster.hr(CORRECT_NS, HR_NAME);
+    assert_eq!(annotation(&hr, CORRECTED_AT), None, "annotation put back");
+    assert_eq!(end_state_violations(&cluster), Vec::<String>::new());
+    cluster.assert_nothing_denied();
+}

@@ -116,11 +116,13 @@ pub async fn run(executor: &Executor, view: &HelmReleaseView) -> Outcome {
     let until = executor
         .deadline
         .max(tokio::time::Instant::now() + CLEANUP_GRACE);
+    let rolled_back = Outcome::Done {
+        result: ActionResult::RolledBack,
+        error: Some(status_error.chain()),
+    };
     let outcome = match executor.patch_until(until, &view, &revert).await {
-        Ok(_) => Outcome::Done {
-            result: ActionResult::RolledBack,
-            error: Some(status_error.chain()),
-        },
+        Ok(_) => rolled_back,
+        Err(_) if revert_landed(executor, &view, now).await => rolled_back,
         Err(source) => {
             let revert_error = Error::RevertAnnotation {
                 object,
@@ -208,6 +210,35 @@ async fn status_landed(executor: &Executor, view: &HelmReleaseView, now: DateTim
         tracing::info!(
             namespace = %view.namespace, name = %view.name,
             "the status landed although its answer was lost; nothing to roll back"
+        );
+    }
+    landed
+}
+
+/// After a failed write 3: whether it landed although its answer was lost
+/// (the object no longer carries this very write 1's annotation, and
+/// carries the value it had before the run), so the rollback is done.
+async fn revert_landed(executor: &Executor, view: &HelmReleaseView, now: DateTime<Utc>) -> bool {
+    if executor.config.dry_run == crate::model::DryRun::Server {
+        return false;
+    }
+    let until = tokio::time::Instant::now() + CLEANUP_GRACE;
+    let Ok(object) = executor
+        .within(until, executor.api.get(&view.namespace, &view.name))
+        .await
+    else {
+        return false;
+    };
+    let current = object
+        .pointer("/metadata/annotations")
+        .and_then(|a| a.get(annotations::AUTO_CORRECTED_AT))
+        .and_then(Value::as_str);
+    let landed = current != Some(timestamp(now).as_str())
+        && current == view.annotation(annotations::AUTO_CORRECTED_AT);
+    if landed {
+        tracing::info!(
+            namespace = %view.namespace, name = %view.name,
+            "the annotation was put back although the answer was lost"
         );
     }
     landed
