@@ -85,10 +85,7 @@ impl HelmReleases {
         name: &str,
         body: &Value,
     ) -> Result<Value, kube::Error> {
-        let request = Request::new(collection_path(Some(namespace)))
-            .patch(name, &self.params, &Patch::Merge(body))
-            .map_err(kube::Error::BuildRequest)?;
-        self.client.request::<Value>(request).await
+        self.merge_patch(namespace, name, None, body).await
     }
 
     /// JSON merge patch of the status subresource.
@@ -98,9 +95,25 @@ impl HelmReleases {
         name: &str,
         body: &Value,
     ) -> Result<Value, kube::Error> {
-        let request = Request::new(collection_path(Some(namespace)))
-            .patch_subresource("status", name, &self.params, &Patch::Merge(body))
-            .map_err(kube::Error::BuildRequest)?;
+        self.merge_patch(namespace, name, Some("status"), body)
+            .await
+    }
+
+    /// One JSON merge patch, with this client's field manager and dry run.
+    async fn merge_patch(
+        &self,
+        namespace: &str,
+        name: &str,
+        subresource: Option<&str>,
+        body: &Value,
+    ) -> Result<Value, kube::Error> {
+        let collection = Request::new(collection_path(Some(namespace)));
+        let patch = Patch::Merge(body);
+        let request = match subresource {
+            None => collection.patch(name, &self.params, &patch),
+            Some(sub) => collection.patch_subresource(sub, name, &self.params, &patch),
+        }
+        .map_err(kube::Error::BuildRequest)?;
         self.client.request::<Value>(request).await
     }
 }
