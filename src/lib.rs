@@ -12,6 +12,7 @@ pub mod decide;
 pub mod error;
 pub mod execute;
 pub mod exit;
+pub mod explain;
 pub mod kube_io;
 pub mod model;
 pub mod plan;
