@@ -6,6 +6,7 @@
 //! guardrail without a client, clock or logger, the executor acts, [`report`]
 //! renders the result.
 
+pub mod blocks;
 pub mod cli;
 pub mod config;
 pub mod decide;
