@@ -122,6 +122,11 @@ pub struct Cli {
     #[arg(long, value_name = "CONTEXT", global = true)]
     pub context: Option<String>,
 
+    /// Also POST every Event as a Flux event to notification-controller's
+    /// event API, e.g. http://notification-controller.flux-system.svc.cluster.local./
+    #[arg(long, env = "STUCK_HR_EVENTS_ADDR", value_name = "URL")]
+    pub events_addr: Option<String>,
+
     /// Without a subcommand: one run (list, decide, act, report).
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -240,7 +245,24 @@ impl Cli {
                 FormatArg::Json => LogFormat::Json,
             },
             context: self.context,
+            events_addr: events_addr(self.events_addr.as_deref())?,
         })
+    }
+}
+
+/// `--events-addr`: empty means none.
+fn events_addr(value: Option<&str>) -> Result<Option<hyper::Uri>, UsageError> {
+    match value.map(str::trim) {
+        None | Some("") => Ok(None),
+        Some(addr) => crate::notify::parse_address(addr)
+            .map(Some)
+            .map_err(|_| UsageError {
+                flag: "--events-addr",
+                env: "STUCK_HR_EVENTS_ADDR",
+                value: addr.to_string(),
+                expected: "an http:// URL of notification-controller's event API, such as \
+                           http://notification-controller.flux-system.svc.cluster.local./",
+            }),
     }
 }
 

@@ -16,6 +16,7 @@ pub mod exit;
 pub mod explain;
 pub mod kube_io;
 pub mod model;
+pub mod notify;
 pub mod plan;
 pub mod report;
 pub mod run;

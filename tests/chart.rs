@@ -322,13 +322,14 @@ fn every_value_set_renders_exactly_the_chosen_args() {
             output: OutputFormat::Json,
             log_format: LogFormat::Json,
             context: None,
+            events_addr: None,
         }
     );
 }
 
 #[test]
 fn each_flag_value_reaches_the_args_on_its_own() {
-    let cases: [(&str, &str); 10] = [
+    let cases: [(&str, &str); 11] = [
         ("stuckThreshold=1h30m", "--stuck-threshold=1h30m"),
         ("maxActions=0", "--max-actions=0"),
         ("suspendWait=1m", "--suspend-wait=1m"),
@@ -339,6 +340,10 @@ fn each_flag_value_reaches_the_args_on_its_own() {
         ("selector=app=web", "--selector=app=web"),
         ("output=json", "--output=json"),
         ("logFormat=json", "--log-format=json"),
+        (
+            "eventsAddr=http://notification-controller.flux-system.svc.cluster.local./",
+            "--events-addr=http://notification-controller.flux-system.svc.cluster.local./",
+        ),
     ];
     for (set, flag) in cases {
         let args = render(&["--set", set]).args();
