@@ -437,7 +437,7 @@ pub const TABLE: [Row; 20] = [
                     format!(
                         "Ready Unknown for {} (since {}), threshold {} ({})",
                         format_age(age),
-                        f.since().map(|t| t.to_rfc3339()).unwrap_or_default(),
+                        f.since().map(rfc3339).unwrap_or_default(),
                         format_duration(f.config.stuck_threshold),
                         if age < threshold {
                             "below it"
@@ -467,7 +467,7 @@ pub const TABLE: [Row; 20] = [
                 after_ready || young,
                 format!(
                     "corrected at {} ({} Ready's last transition; {} ago, cooldown {})",
-                    corrected.to_rfc3339(),
+                    rfc3339(corrected),
                     if after_ready { "at or after" } else { "before" },
                     format_age(f.now.signed_duration_since(corrected)),
                     format_duration(f.config.cooldown),
@@ -566,7 +566,7 @@ pub const TABLE: [Row; 20] = [
                     younger_than(toggled, f.now, f.config.cooldown),
                     format!(
                         "toggled at {} ({} ago, cooldown {})",
-                        toggled.to_rfc3339(),
+                        rfc3339(toggled),
                         format_age(f.now.signed_duration_since(toggled)),
                         format_duration(f.config.cooldown)
                     ),
@@ -717,16 +717,30 @@ fn raw_time(raw: Option<&str>) -> String {
     }
 }
 
-/// An age as the flags write durations (whole seconds); negative ages (a
-/// timestamp in the future) keep their sign.
+/// An age in the flags' duration syntax, largest units first (`6m`,
+/// `7804h29m15s`); a negative age (a timestamp in the future) keeps its
+/// sign.
 pub fn format_age(age: TimeDelta) -> String {
     let secs = age.num_seconds();
-    let formatted = format_duration(Duration::from_secs(secs.unsigned_abs()));
+    let total = secs.unsigned_abs();
+    let (h, m, s) = (total / 3600, total % 3600 / 60, total % 60);
+    let mut out = String::new();
     if secs < 0 {
-        format!("-{formatted}")
-    } else {
-        formatted
+        out.push('-');
     }
+    for (n, unit) in [(h, "h"), (m, "m"), (s, "s")] {
+        if n > 0 {
+            out.push_str(&format!("{n}{unit}"));
+        }
+    }
+    if total == 0 {
+        out.push_str("0s");
+    }
+    out
+}
+
+fn rfc3339(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
 /// Strict RFC 3339 (`2024-05-01T10:00:00Z`, offsets and fractions allowed; no
@@ -822,6 +836,13 @@ mod tests {
             "",
         ] {
             assert_eq!(parse_time(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn ages_read_like_flag_durations() {
+        for (secs, text) in [(0, "0s"), (360, "6m"), (3_661, "1h1m1s"), (-90, "-1m30s")] {
+            assert_eq!(format_age(TimeDelta::seconds(secs)), text);
         }
     }
 
