@@ -5,9 +5,10 @@
 use std::fmt;
 use std::time::Duration;
 
-use clap::{Parser, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::config::{Config, LogFormat, OutputFormat, parse_duration};
+use crate::explain::Target;
 use crate::model::DryRun;
 
 /// Finds Flux HelmReleases stuck in Ready=Unknown although Helm finished, and
@@ -22,6 +23,7 @@ pub struct Cli {
     #[arg(
         long,
         env = "STUCK_HR_THRESHOLD",
+        global = true,
         default_value = "5m",
         value_name = "DURATION",
         allow_hyphen_values = true
@@ -53,6 +55,7 @@ pub struct Cli {
     #[arg(
         long,
         env = "STUCK_HR_COOLDOWN",
+        global = true,
         default_value = "30m",
         value_name = "DURATION",
         allow_hyphen_values = true
@@ -63,6 +66,7 @@ pub struct Cli {
     #[arg(
         long,
         env = "STUCK_HR_TIMEOUT",
+        global = true,
         default_value = "90s",
         value_name = "DURATION",
         allow_hyphen_values = true
@@ -89,6 +93,7 @@ pub struct Cli {
         short = 'n',
         long = "namespace",
         env = "STUCK_HR_NAMESPACES",
+        global = true,
         value_delimiter = ',',
         value_name = "NAMESPACE"
     )]
@@ -103,6 +108,7 @@ pub struct Cli {
         short = 'o',
         long,
         env = "STUCK_HR_OUTPUT",
+        global = true,
         value_enum,
         default_value = "text"
     )]
@@ -113,8 +119,17 @@ pub struct Cli {
     pub log_format: FormatArg,
 
     /// Kubeconfig context to use (default: the current one, or in-cluster).
-    #[arg(long, value_name = "CONTEXT")]
+    #[arg(long, value_name = "CONTEXT", global = true)]
     pub context: Option<String>,
+
+    /// Also POST every Event as a Flux event to notification-controller's
+    /// event API, e.g. http://notification-controller.flux-system.svc.cluster.local./
+    #[arg(long, env = "STUCK_HR_EVENTS_ADDR", value_name = "URL")]
+    pub events_addr: Option<String>,
+
+    /// Without a subcommand: one run (list, decide, act, report).
+    #[command(subcommand)]
+    pub command: Option<Command>,
 }
 
 /// `--dry-run` values.
@@ -230,7 +245,24 @@ impl Cli {
                 FormatArg::Json => LogFormat::Json,
             },
             context: self.context,
+            events_addr: events_addr(self.events_addr.as_deref())?,
         })
+    }
+}
+
+/// `--events-addr`: empty means none.
+fn events_addr(value: Option<&str>) -> Result<Option<hyper::Uri>, UsageError> {
+    match value.map(str::trim) {
+        None | Some("") => Ok(None),
+        Some(addr) => crate::notify::parse_address(addr)
+            .map(Some)
+            .map_err(|_| UsageError {
+                flag: "--events-addr",
+                env: "STUCK_HR_EVENTS_ADDR",
+                value: addr.to_string(),
+                expected: "an http:// URL of notification-controller's event API, such as \
+                           http://notification-controller.flux-system.svc.cluster.local./",
+            }),
     }
 }
 
@@ -259,6 +291,64 @@ fn count(flag: &'static str, env: &'static str, value: &str) -> Result<usize, Us
     trimmed.parse().map_err(|_| error())
 }
 
+/// Subcommands (SPEC §10).
+#[derive(Debug, Clone, Subcommand)]
+pub enum Command {
+    /// Explain why one HelmRelease gets its outcome: the facts, every rule
+    /// tried, the outcome and the patches a run would send. Never writes.
+    Explain(ExplainArgs),
+}
+
+/// `explain <namespace>/<name>` or `explain -n <namespace> <name>`.
+#[derive(Debug, Clone, Args)]
+pub struct ExplainArgs {
+    /// The HelmRelease: `<namespace>/<name>`, or `<name>` with `-n`.
+    #[arg(value_name = "NAMESPACE/NAME")]
+    pub target: String,
+}
+
+impl ExplainArgs {
+    /// The HelmRelease to explain; `namespaces` are the `-n` values.
+    ///
+    /// # Errors
+    /// A usage message (exit 2) when the namespace is missing, given twice
+    /// differently, or a part is empty.
+    pub fn target(&self, namespaces: &[String]) -> Result<Target, String> {
+        let (namespace, name) = match (self.target.split_once('/'), namespaces) {
+            (Some((ns, name)), []) => (ns.to_string(), name.to_string()),
+            (Some((ns, name)), [n]) if n == ns => (ns.to_string(), name.to_string()),
+            (Some(_), _) => {
+                return Err(format!(
+                    "explain {:?}: the namespace is given both in the name and by -n/STUCK_HR_NAMESPACES ({}); give it once",
+                    self.target,
+                    namespaces.join(",")
+                ));
+            }
+            (None, [n]) => (n.clone(), self.target.clone()),
+            (None, []) => {
+                return Err(format!(
+                    "explain {:?}: which namespace? write <namespace>/<name> or -n <namespace> <name>",
+                    self.target
+                ));
+            }
+            (None, many) => {
+                return Err(format!(
+                    "explain {:?}: one namespace, not {}: write <namespace>/<name>",
+                    self.target,
+                    many.join(",")
+                ));
+            }
+        };
+        if namespace.is_empty() || name.is_empty() || name.contains('/') {
+            return Err(format!(
+                "explain {:?}: expected <namespace>/<name> with both parts non-empty",
+                self.target
+            ));
+        }
+        Ok(Target { namespace, name })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use clap::CommandFactory;
@@ -268,5 +358,35 @@ mod tests {
     #[test]
     fn the_command_definition_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn explain_takes_namespace_slash_name_or_dash_n() {
+        let parse = |args: &[&str]| -> Result<Target, String> {
+            let cli = Cli::try_parse_from(args).map_err(|e| e.to_string())?;
+            let namespaces = cli.namespaces.clone();
+            match cli.command {
+                Some(Command::Explain(a)) => a.target(&namespaces),
+                None => Err("no subcommand".to_string()),
+            }
+        };
+        let web = Ok(Target {
+            namespace: "apps".to_string(),
+            name: "web".to_string(),
+        });
+        assert_eq!(parse(&["x", "explain", "apps/web"]), web);
+        assert_eq!(parse(&["x", "explain", "-n", "apps", "web"]), web);
+        assert_eq!(parse(&["x", "-n", "apps", "explain", "web"]), web);
+        assert_eq!(parse(&["x", "explain", "-n", "apps", "apps/web"]), web);
+        for bad in [
+            &["x", "explain", "web"][..],
+            &["x", "explain", "-n", "other", "apps/web"],
+            &["x", "explain", "-n", "a", "-n", "b", "web"],
+            &["x", "explain", "/web"],
+            &["x", "explain", "apps/"],
+            &["x", "explain", "apps/web/x"],
+        ] {
+            assert!(parse(bad).is_err(), "{bad:?}");
+        }
     }
 }

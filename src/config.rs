@@ -32,6 +32,8 @@ pub struct Config {
     pub log_format: LogFormat,
     /// Kubeconfig context; `None` means the current one (or in-cluster).
     pub context: Option<String>,
+    /// `--events-addr`: notification-controller's event API (SPEC §10).
+    pub events_addr: Option<hyper::Uri>,
 }
 
 impl Default for Config {
@@ -48,6 +50,7 @@ impl Default for Config {
             output: OutputFormat::Text,
             log_format: LogFormat::Text,
             context: None,
+            events_addr: None,
         }
     }
 }

@@ -6,14 +6,17 @@
 //! guardrail without a client, clock or logger, the executor acts, [`report`]
 //! renders the result.
 
+pub mod blocks;
 pub mod cli;
 pub mod config;
 pub mod decide;
 pub mod error;
 pub mod execute;
 pub mod exit;
+pub mod explain;
 pub mod kube_io;
 pub mod model;
+pub mod notify;
 pub mod plan;
 pub mod report;
 pub mod run;

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 
+use crate::blocks::Dependents;
 use crate::config::Config;
 use crate::decide::{Decision, ReleaseRef, StorageFact, decide, storage_needed};
 use crate::model::Reason;
@@ -36,6 +37,9 @@ pub struct PlannedItem {
     pub view: Option<HelmReleaseView>,
     /// Why the object is malformed (`Some` only for `malformed`).
     pub problem: Option<String>,
+    /// The HelmReleases in scope that depend on it, directly or through
+    /// others (SPEC §10); filled by [`Plan::with_blocks`].
+    pub blocks: Vec<String>,
 }
 
 /// The guardrail verdict (SPEC §4): the count of planned recoveries
@@ -92,6 +96,7 @@ pub fn plan(
                     decision,
                     view: Some(view),
                     problem: None,
+                    blocks: Vec::new(),
                 })
             }
             Candidate::Malformed(m) => Some(PlannedItem {
@@ -100,6 +105,7 @@ pub fn plan(
                 decision: Decision::skip(Reason::Malformed),
                 view: None,
                 problem: Some(m.problem),
+                blocks: Vec::new(),
             }),
         })
         .collect();
@@ -116,6 +122,17 @@ pub fn plan(
 }
 
 impl Plan {
+    /// Fills `blocks` of every action and listed skip from the `dependsOn`
+    /// entries of the same list.
+    pub fn with_blocks(mut self, dependents: &Dependents) -> Plan {
+        for item in &mut self.items {
+            if item.decision.reason != Reason::Ready {
+                item.blocks = dependents.blocks(&item.namespace, &item.name);
+            }
+        }
+        self
+    }
+
     /// A plan with nothing in it (e.g. when listing failed).
     pub fn empty(scanned: usize, config: &Config) -> Plan {
         Plan {

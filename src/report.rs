@@ -22,6 +22,8 @@ pub struct ActionRecord {
     pub result: ActionResult,
     /// Why it failed or rolled back; both errors when a rollback failed too.
     pub error: Option<String>,
+    /// The HelmReleases in scope it holds back through `dependsOn`, sorted.
+    pub blocks: Vec<String>,
 }
 
 /// One listed skip (every skip except `ready`).
@@ -31,6 +33,8 @@ pub struct SkipRecord {
     pub namespace: String,
     pub name: String,
     pub reason: Reason,
+    /// The HelmReleases in scope it holds back through `dependsOn`, sorted.
+    pub blocks: Vec<String>,
 }
 
 /// The summary counts (SPEC §7).
@@ -137,6 +141,7 @@ impl Report {
                         reason: i.decision.reason,
                         result: ActionResult::Planned,
                         error: None,
+                        blocks: i.blocks.clone(),
                     })
                 })
                 .collect(),
@@ -146,6 +151,7 @@ impl Report {
                     namespace: i.namespace.clone(),
                     name: i.name.clone(),
                     reason: i.decision.reason,
+                    blocks: i.blocks.clone(),
                 })
                 .collect(),
             exit_code: 0,
@@ -193,8 +199,14 @@ impl Report {
     /// skip listed (a `ready` skip is counted, not listed). `planned` and the
     /// guardrail stay as planned.
     pub fn replace_with_skip(&mut self, namespace: &str, name: &str, reason: Reason) {
-        self.actions
-            .retain(|a| !(a.namespace == namespace && a.name == name));
+        let mut blocks = Vec::new();
+        self.actions.retain_mut(|a| {
+            let this = a.namespace == namespace && a.name == name;
+            if this {
+                blocks = std::mem::take(&mut a.blocks);
+            }
+            !this
+        });
         if reason != Reason::Ready {
             let at = self
                 .skipped
@@ -205,6 +217,7 @@ impl Report {
                     namespace: namespace.to_string(),
                     name: name.to_string(),
                     reason,
+                    blocks,
                 },
             );
         }
@@ -267,13 +280,16 @@ pub fn render_text(r: &Report) -> String {
             "{}/{} {} {} {}",
             a.namespace, a.name, a.branch, a.reason, a.result
         );
+        write_blocks(&mut out, &a.blocks);
         if let Some(error) = &a.error {
             let _ = write!(out, " error={}", one_line(error));
         }
         out.push('\n');
     }
     for s in &r.skipped {
-        let _ = writeln!(out, "{}/{} skip {}", s.namespace, s.name, s.reason);
+        let _ = write!(out, "{}/{} skip {}", s.namespace, s.name, s.reason);
+        write_blocks(&mut out, &s.blocks);
+        out.push('\n');
     }
     let c = &r.counts;
     let _ = writeln!(
@@ -300,6 +316,13 @@ pub fn render_json(r: &Report) -> String {
         // Serializing plain structs of strings and numbers cannot fail; keep
         // the process honest anyway.
         Err(e) => format!("{{\"error\": {:?}}}\n", e.to_string()),
+    }
+}
+
+/// ` blocks=N` when N > 0 (SPEC §7).
+fn write_blocks(out: &mut String, blocks: &[String]) {
+    if !blocks.is_empty() {
+        let _ = write!(out, " blocks={}", blocks.len());
     }
 }
 

@@ -138,7 +138,8 @@ pub async fn run_with_client(
         () = cancel.cancelled() => return interrupted(listed.scanned, config, interrupt),
     };
 
-    let plan = plan(listed.scanned, listed.candidates, &facts, now, config);
+    let plan = plan(listed.scanned, listed.candidates, &facts, now, config)
+        .with_blocks(&listed.dependents);
     let mut report = Report::from_plan(&plan, config);
     log_plan(&plan);
     if config.dry_run == DryRun::Client {

@@ -25,7 +25,7 @@ const DIGEST: &str = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef012
 /// where a different value is possible (a test below checks the key set
 /// matches values.yaml, so a new value cannot be forgotten here).
 fn every_value_set() -> Value {
-    json!({
+    let mut values = json!({
         "enabled": true,
         "nameOverride": "hr-recovery",
         "fullnameOverride": "platform-hr-recovery",
@@ -93,7 +93,9 @@ fn every_value_set() -> Value {
             "capabilities": {"drop": ["ALL"]},
             "seccompProfile": {"type": "RuntimeDefault"}
         }
-    })
+    });
+    values["eventsAddr"] = json!("http://notification-controller.flux-system.svc.cluster.local./");
+    values
 }
 
 /// Renders with `values` written to a values file.
@@ -305,6 +307,7 @@ fn every_value_set_renders_exactly_the_chosen_args() {
             "--selector=team in (payments,web),tier!=canary",
             "--output=json",
             "--log-format=json",
+            "--events-addr=http://notification-controller.flux-system.svc.cluster.local./",
         ]
     );
     let config = config_from_args(&args);
@@ -322,13 +325,16 @@ fn every_value_set_renders_exactly_the_chosen_args() {
             output: OutputFormat::Json,
             log_format: LogFormat::Json,
             context: None,
+            events_addr: "http://notification-controller.flux-system.svc.cluster.local./"
+                .parse()
+                .ok(),
         }
     );
 }
 
 #[test]
 fn each_flag_value_reaches_the_args_on_its_own() {
-    let cases: [(&str, &str); 10] = [
+    let cases: [(&str, &str); 11] = [
         ("stuckThreshold=1h30m", "--stuck-threshold=1h30m"),
         ("maxActions=0", "--max-actions=0"),
         ("suspendWait=1m", "--suspend-wait=1m"),
@@ -339,6 +345,10 @@ fn each_flag_value_reaches_the_args_on_its_own() {
         ("selector=app=web", "--selector=app=web"),
         ("output=json", "--output=json"),
         ("logFormat=json", "--log-format=json"),
+        (
+            "eventsAddr=http://notification-controller.flux-system.svc.cluster.local./",
+            "--events-addr=http://notification-controller.flux-system.svc.cluster.local./",
+        ),
     ];
     for (set, flag) in cases {
         let args = render(&["--set", set]).args();

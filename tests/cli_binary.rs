@@ -117,8 +117,8 @@ fn json_report_of_a_real_run() {
             "counts": {"scanned": 2, "stuck": 2, "planned": 1, "acted": 1, "failed": 0},
             "guardrail": {"tripped": false, "candidates": 1, "maxActions": 10},
             "actions": [{"namespace": "apps", "name": "web", "branch": "correct-status",
-                         "reason": "deployed-but-unknown-ready", "result": "succeeded", "error": null}],
-            "skipped": [{"namespace": "apps", "name": "db", "reason": "helm-storage-disagrees"}],
+                         "reason": "deployed-but-unknown-ready", "result": "succeeded", "error": null, "blocks": []}],
+            "skipped": [{"namespace": "apps", "name": "db", "reason": "helm-storage-disagrees", "blocks": []}],
             "exitCode": 0
         })
     );

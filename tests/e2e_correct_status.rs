@@ -27,7 +27,8 @@ fn deployed_history_with_unknown_ready_is_corrected_with_the_full_status() {
     assert_eq!(
         report["actions"],
         json!([{"namespace": "apps", "name": "web", "branch": "correct-status",
-                "reason": "deployed-but-unknown-ready", "result": "succeeded", "error": null}])
+                "reason": "deployed-but-unknown-ready", "result": "succeeded", "error": null,
+                "blocks": []}])
     );
     assert_eq!(report["counts"]["acted"], 1);
 

@@ -252,8 +252,8 @@ fn interrupted_toggle_is_resumed_and_stale_marker_cleared() {
     assert_eq!(
         report["actions"],
         json!([
-            {"namespace": "apps", "name": "half", "branch": "resume", "reason": "interrupted-toggle", "result": "succeeded", "error": null},
-            {"namespace": "apps", "name": "stale", "branch": "clear-marker", "reason": "stale-marker", "result": "succeeded", "error": null}
+            {"namespace": "apps", "name": "half", "branch": "resume", "reason": "interrupted-toggle", "result": "succeeded", "error": null, "blocks": []},
+            {"namespace": "apps", "name": "stale", "branch": "clear-marker", "reason": "stale-marker", "result": "succeeded", "error": null, "blocks": []}
         ])
     );
     let half = cluster.hr("apps", "half");

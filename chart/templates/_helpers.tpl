@@ -134,6 +134,9 @@ does what values.yaml says whatever the binary's defaults.
 {{- end }}
 - {{ printf "--output=%s" .Values.output | quote }}
 - {{ printf "--log-format=%s" .Values.logFormat | quote }}
+{{- with .Values.eventsAddr }}
+- {{ printf "--events-addr=%s" . | quote }}
+{{- end }}
 {{- end -}}
 
 {{/*

@@ -14,6 +14,7 @@ use tokio::time::Instant;
 
 use crate::error::{Error, ObjectName};
 use crate::model::{DryRun, FIELD_MANAGER, api};
+use crate::notify::{FluxEvent, Notifier};
 use crate::view::HelmReleaseView;
 
 /// Every Event this tool publishes.
@@ -84,6 +85,8 @@ pub struct Events {
     recorder: Option<Recorder>,
     /// No publish waits past this instant.
     until: Option<Instant>,
+    /// Also posts each Event as a Flux event (`--events-addr`).
+    notifier: Option<Notifier>,
 }
 
 impl Events {
@@ -98,7 +101,14 @@ impl Events {
         Self {
             recorder,
             until: None,
+            notifier: None,
         }
+    }
+
+    /// Also posts every Event to notification-controller (SPEC §10).
+    pub fn notify(mut self, notifier: Option<Notifier>) -> Self {
+        self.notifier = notifier;
+        self
     }
 
     /// Gives up on any publish still unanswered at `until`.
@@ -121,12 +131,30 @@ impl Events {
         };
         let reference = reference(view);
         let published = recorder.publish(&event, &reference);
-        let answer = match self.until {
-            Some(until) => tokio::time::timeout_at(until, published)
-                .await
-                .unwrap_or_else(|_| Err(kube::Error::Service(Box::new(super::DeadlineExceeded)))),
-            None => published.await,
+        let published = async {
+            match self.until {
+                Some(until) => tokio::time::timeout_at(until, published)
+                    .await
+                    .unwrap_or_else(|_| {
+                        Err(kube::Error::Service(Box::new(super::DeadlineExceeded)))
+                    }),
+                None => published.await,
+            }
         };
+        let flux = async {
+            if let Some(notifier) = &self.notifier {
+                let flux = FluxEvent::new(
+                    view,
+                    event.type_ == EventType::Warning,
+                    &event.reason,
+                    event.note.clone().unwrap_or_default(),
+                    chrono::Utc::now(),
+                    notifier.instance(),
+                );
+                notifier.post(&flux).await;
+            }
+        };
+        let (answer, ()) = tokio::join!(published, flux);
         if let Err(source) = answer {
             let error = Error::PublishEvent {
                 object: ObjectName::new(&view.namespace, &view.name),

@@ -40,6 +40,7 @@ use crate::decide::{Decision, decide, storage_needed};
 use crate::error::{Error, ObjectName};
 use crate::kube_io::{HelmReleases, MAX_IN_FLIGHT, storage};
 use crate::model::{ActionResult, Branch, Reason};
+use crate::notify::Notifier;
 use crate::plan::{Plan, PlannedItem};
 use crate::report::Report;
 use crate::view::HelmReleaseView;
@@ -116,7 +117,12 @@ impl Executor {
     ) -> Self {
         Self {
             api: HelmReleases::new(client.clone(), config.dry_run),
-            events: Events::new(client.clone(), config.dry_run).until(deadline + CLEANUP_GRACE),
+            events: Events::new(client.clone(), config.dry_run)
+                .until(deadline + CLEANUP_GRACE)
+                .notify(Notifier::for_run(
+                    config.events_addr.as_ref(),
+                    config.dry_run,
+                )),
             client,
             config: config.clone(),
             deadline,

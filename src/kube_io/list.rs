@@ -13,6 +13,7 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use super::helmreleases::HelmReleases;
+use crate::blocks::Dependents;
 use crate::config::Config;
 use crate::decide::decide;
 use crate::error::{Error, ListScope};
@@ -27,6 +28,8 @@ pub struct Listed {
     pub scanned: usize,
     /// The items that were not dropped as `ready`.
     pub candidates: Vec<Candidate>,
+    /// The `spec.dependsOn` entries of every item, healthy ones included.
+    pub dependents: Dependents,
 }
 
 impl Listed {
@@ -38,6 +41,7 @@ impl Listed {
         };
         for item in items {
             self.scanned += 1;
+            self.dependents.add_item(item);
             match HelmReleaseView::from_json(item) {
                 Ok(view) => {
                     // `ready` never depends on Helm storage: decide without it.

@@ -340,7 +340,7 @@ impl Helm {
         Helm::Latest(version, "deployed")
     }
 
-    fn fact(&self) -> Option<StorageFact> {
+    pub fn fact(&self) -> Option<StorageFact> {
         match self {
             Helm::NotRead => None,
             Helm::NoRelease => Some(StorageFact::Latest(None)),

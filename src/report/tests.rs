@@ -53,9 +53,11 @@ fn the_json_report_has_exactly_the_spec_example_shape() {
       "guardrail": {"tripped": false, "candidates": 2, "maxActions": 10},
       "actions": [
         {"namespace": "apps", "name": "web", "branch": "correct-status",
-         "reason": "deployed-but-unknown-ready", "result": "succeeded", "error": null}
+         "reason": "deployed-but-unknown-ready", "result": "succeeded", "error": null,
+         "blocks": []}
       ],
-      "skipped": [{"namespace": "apps", "name": "db", "reason": "helm-release-pending"}],
+      "skipped": [{"namespace": "apps", "name": "db", "reason": "helm-release-pending",
+                   "blocks": []}],
       "exitCode": 0
     });
     assert_eq!(rendered, expected);
@@ -321,4 +323,62 @@ fn the_schema_document_lists_every_skip_reason_code() {
             );
         }
     }
+}
+
+#[test]
+fn blocks_are_listed_in_json_and_counted_in_text_when_there_are_any() {
+    let mut dependents = crate::blocks::Dependents::default();
+    dependents.add("apps", "api", "apps", "web");
+    dependents.add("apps", "front", "apps", "api");
+    dependents.add("ops", "mon", "apps", "db");
+    let plan = cluster()
+        .with(hr("apps", "web").stuck_deployed(3), Helm::deployed(3))
+        .with(
+            hr("apps", "db").stuck_pending_install(),
+            Helm::Latest(1, "pending-install"),
+        )
+        .with(hr("apps", "cache").stuck_deployed(2), Helm::deployed(2))
+        .plan(&Config::default())
+        .with_blocks(&dependents);
+    let report = Report::from_plan(&plan, &Config::default());
+    let rendered: Value = serde_json::from_str(&render_json(&report)).unwrap_or(Value::Null);
+    let blocks = |list: &str, name: &str| {
+        rendered[list]
+            .as_array()
+            .and_then(|items| items.iter().find(|i| i["name"] == name))
+            .map(|i| i["blocks"].clone())
+    };
+    assert_eq!(
+        blocks("actions", "web"),
+        Some(json!(["apps/api", "apps/front"]))
+    );
+    assert_eq!(blocks("actions", "cache"), Some(json!([])));
+    assert_eq!(blocks("skipped", "db"), Some(json!(["ops/mon"])));
+    let text = render_text(&report);
+    assert!(
+        text.contains("apps/web correct-status deployed-but-unknown-ready planned blocks=2\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("apps/cache correct-status deployed-but-unknown-ready planned\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("apps/db skip helm-release-pending blocks=1\n"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_redecision_to_a_skip_keeps_what_it_blocks() {
+    let mut dependents = crate::blocks::Dependents::default();
+    dependents.add("apps", "api", "apps", "web");
+    let plan = cluster()
+        .with(hr("apps", "web").stuck_deployed(3), Helm::deployed(3))
+        .plan(&Config::default())
+        .with_blocks(&dependents);
+    let mut report = Report::from_plan(&plan, &Config::default());
+    report.replace_with_skip("apps", "web", Reason::Remediated);
+    assert_eq!(report.skipped[0].blocks, ["apps/api"]);
+    assert!(report.actions.is_empty());
 }

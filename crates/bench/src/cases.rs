@@ -29,6 +29,8 @@ pub struct Case {
     pub baseline: bool,
     /// Run when no `--cases` are given (the smoke case is not).
     pub by_default: bool,
+    /// Give the HelmReleases `spec.dependsOn` chains ([`add_depends_on`]).
+    pub depends_on: bool,
 }
 
 impl Case {
@@ -55,6 +57,7 @@ pub fn all() -> Vec<Case> {
         suspend_wait: "5s",
         baseline: true,
         by_default: true,
+        depends_on: false,
     };
     let scaling = |id, helmreleases, namespaces| Case {
         id,
@@ -67,6 +70,7 @@ pub fn all() -> Vec<Case> {
         suspend_wait: "1ms",
         baseline: false,
         by_default: true,
+        depends_on: false,
     };
     vec![
         // (a) 20 stuck, 10 per branch, everything acted on.
@@ -91,6 +95,16 @@ pub fn all() -> Vec<Case> {
         scaling("s1k", 1_000, 50),
         scaling("s10k", 10_000, 500),
         scaling("s50k", 50_000, 2_500),
+        // The same with dependsOn chains (SPEC §10 `blocks`): memory must grow
+        // with the dependsOn entries only.
+        Case {
+            depends_on: true,
+            ..scaling("d10k", 10_000, 500)
+        },
+        Case {
+            depends_on: true,
+            ..scaling("d50k", 50_000, 2_500)
+        },
         // A quick check of the harness itself (`--cases smoke`), not a figure.
         Case {
             id: "smoke",
@@ -103,4 +117,41 @@ pub fn all() -> Vec<Case> {
             ..compare("smoke", 0, 0, 0)
         },
     ]
+}
+
+/// Realistic `spec.dependsOn` chains: in each namespace the HelmReleases, in
+/// order, form chains of five (each depends on the one before it), and the
+/// head of every chain but the first depends on the namespace's first
+/// HelmRelease (its "infrastructure"). About one entry per HelmRelease.
+/// Returns the number of entries added.
+pub fn add_depends_on(seed: &mut [serde_json::Value]) -> usize {
+    use std::collections::HashMap;
+    let mut seen: HashMap<String, Vec<String>> = HashMap::new();
+    let mut entries = 0;
+    for object in seed.iter_mut() {
+        if object["kind"] != "HelmRelease" {
+            continue;
+        }
+        let namespace = object["metadata"]["namespace"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let name = object["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let earlier = seen.entry(namespace).or_default();
+        let position = earlier.len();
+        let dependency = match position {
+            0 => None,
+            p if p % 5 == 0 => earlier.first().cloned(),
+            _ => earlier.last().cloned(),
+        };
+        if let Some(dependency) = dependency {
+            object["spec"]["dependsOn"] = serde_json::json!([{"name": dependency}]);
+            entries += 1;
+        }
+        earlier.push(name);
+    }
+    entries
 }

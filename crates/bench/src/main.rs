@@ -45,7 +45,7 @@ struct Args {
     /// Stop a baseline run after this many seconds and report a lower bound (0: never).
     #[arg(long, default_value_t = 150)]
     baseline_cap: u64,
-    /// Run only these cases (comma-separated: a,b1000,b1000g,b100,b0,c,s1k,s10k,s50k; smoke checks the harness).
+    /// Run only these cases (comma-separated: a,b1000,b1000g,b100,b0,c,s1k,s10k,s50k,d10k,d50k; smoke checks the harness).
     #[arg(long, value_delimiter = ',')]
     cases: Vec<String>,
     /// Do not run the kubectl baseline at all.

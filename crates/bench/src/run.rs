@@ -59,7 +59,7 @@ pub struct Run {
 /// Runs `tool` once on a freshly generated and seeded cluster for `case` (the
 /// generator stamps its times from the clock, so every run gets its own).
 pub fn run(setup: &Setup, case: &Case, tool: Tool, n: usize) -> Result<Run> {
-    let seed = generate::cluster(&ClusterSpec {
+    let mut seed = generate::cluster(&ClusterSpec {
         helmreleases: case.helmreleases,
         namespaces: case.namespaces,
         stuck_pending_install: case.pending_install,
@@ -67,6 +67,9 @@ pub fn run(setup: &Setup, case: &Case, tool: Tool, n: usize) -> Result<Run> {
         stuck_for: chrono::Duration::minutes(10),
         seed: 6,
     });
+    if case.depends_on {
+        crate::cases::add_depends_on(&mut seed);
+    }
     let server = FakeApiServer::start(
         ServerConfig::new()
             .rbac_dir(&setup.rbac_dir)
@@ -179,6 +182,17 @@ fn check_report(case: &Case, m: &Measured, problems: &mut Vec<String>) {
             return;
         }
     };
+    if case.depends_on {
+        let blocking = ["actions", "skipped"]
+            .iter()
+            .filter_map(|list| report[*list].as_array())
+            .flatten()
+            .filter(|i| i["blocks"].as_array().is_some_and(|b| !b.is_empty()))
+            .count();
+        if blocking == 0 {
+            problems.push("no action or skip lists what it blocks".to_string());
+        }
+    }
     let stuck = case.stuck();
     let acted = if case.guardrail_trips() { 0 } else { stuck };
     for (field, want) in [

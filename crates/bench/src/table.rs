@@ -148,8 +148,13 @@ pub fn scaling(rows: &[Row]) -> String {
         previous = Some((row.case.helmreleases, med));
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {} | {} | {slope} | {} | {} | {} | {} |",
+            "| {}{} | {} | {} | {} | {} | {slope} | {} | {} | {} | {} |",
             thousands(row.case.helmreleases),
+            if row.case.depends_on {
+                " with dependsOn chains"
+            } else {
+                ""
+            },
             thousands(row.case.namespaces),
             row.case.stuck(),
             row.runs.len(),
