@@ -8,6 +8,7 @@ use std::time::Duration;
 use clap::{Parser, ValueEnum};
 
 use crate::config::{Config, LogFormat, OutputFormat, parse_duration};
+use crate::label_selector::{check_selector, is_dns1123_label};
 use crate::model::DryRun;
 
 /// Finds Flux HelmReleases stuck in Ready=Unknown although Helm finished, and
@@ -145,8 +146,8 @@ pub struct UsageError {
     /// Its environment variable, e.g. `STUCK_HR_THRESHOLD`.
     pub env: &'static str,
     pub value: String,
-    /// What would have been accepted.
-    pub expected: &'static str,
+    /// What would have been accepted (and, for a selector, what is wrong).
+    pub expected: String,
 }
 
 impl fmt::Display for UsageError {
@@ -174,6 +175,7 @@ fn dry_run_value(value: &str) -> Result<DryRunArg, String> {
 
 const DURATION_FORM: &str = "a positive duration such as 30s, 5m or 1h30m (units ms, s, m, h, d)";
 const COUNT_FORM: &str = "a whole number, 0 or more";
+const NAMESPACE_FORM: &str = "a namespace name (DNS-1123 label): at most 63 lowercase letters, digits or '-', starting and ending with a letter or digit";
 
 impl Cli {
     /// Validates the flags into a [`Config`].
@@ -181,7 +183,8 @@ impl Cli {
     /// # Errors
     /// [`UsageError`] naming the flag, the value and the expected form for a
     /// duration that is zero, negative or not a duration, a `--max-actions`
-    /// that is not a whole number, or an empty namespace or selector.
+    /// that is not a whole number, a namespace that is not a DNS-1123 label,
+    /// or a label selector the API server would reject (naming the bad part).
     pub fn into_config(self) -> Result<Config, UsageError> {
         let namespaces: Vec<String> = self
             .namespaces
@@ -193,13 +196,31 @@ impl Cli {
                 flag: "--namespace",
                 env: "STUCK_HR_NAMESPACES",
                 value: namespaces.join(","),
-                expected: "namespace names without empty entries",
+                expected: "namespace names without empty entries".into(),
+            });
+        }
+        if let Some(bad) = namespaces.iter().find(|n| !is_dns1123_label(n)) {
+            return Err(UsageError {
+                flag: "--namespace",
+                env: "STUCK_HR_NAMESPACES",
+                value: bad.clone(),
+                expected: NAMESPACE_FORM.into(),
             });
         }
         let selector = match self.selector {
             Some(s) if s.trim().is_empty() => None,
             other => other,
         };
+        if let Some(selector) = &selector
+            && let Err(problem) = check_selector(selector)
+        {
+            return Err(UsageError {
+                flag: "--selector",
+                env: "STUCK_HR_SELECTOR",
+                value: selector.clone(),
+                expected: format!("a label selector the API server accepts: {problem}"),
+            });
+        }
         Ok(Config {
             stuck_threshold: duration(
                 "--stuck-threshold",
@@ -241,7 +262,7 @@ fn duration(flag: &'static str, env: &'static str, value: &str) -> Result<Durati
             flag,
             env,
             value: value.to_string(),
-            expected: DURATION_FORM,
+            expected: DURATION_FORM.into(),
         })
 }
 
@@ -250,7 +271,7 @@ fn count(flag: &'static str, env: &'static str, value: &str) -> Result<usize, Us
         flag,
         env,
         value: value.to_string(),
-        expected: COUNT_FORM,
+        expected: COUNT_FORM.into(),
     };
     let trimmed = value.trim();
     if trimmed.is_empty() || !trimmed.bytes().all(|b| b.is_ascii_digit()) {

@@ -13,6 +13,7 @@ pub mod error;
 pub mod execute;
 pub mod exit;
 pub mod kube_io;
+pub mod label_selector;
 pub mod model;
 pub mod plan;
 pub mod report;
