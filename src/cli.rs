@@ -113,6 +113,11 @@ pub struct Cli {
     #[arg(long, env = "STUCK_HR_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: FormatArg,
 
+    /// Kubeconfig file to use (default: as kubectl, `KUBECONFIG` with its
+    /// files merged, else in-cluster, else `~/.kube/config`).
+    #[arg(long, value_name = "PATH")]
+    pub kubeconfig: Option<std::path::PathBuf>,
+
     /// Kubeconfig context to use (default: the current one, or in-cluster).
     #[arg(long, value_name = "CONTEXT")]
     pub context: Option<String>,
@@ -250,6 +255,7 @@ impl Cli {
                 FormatArg::Text => LogFormat::Text,
                 FormatArg::Json => LogFormat::Json,
             },
+            kubeconfig: self.kubeconfig.filter(|p| !p.as_os_str().is_empty()),
             context: self.context,
         })
     }

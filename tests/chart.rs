@@ -321,6 +321,7 @@ fn every_value_set_renders_exactly_the_chosen_args() {
             selector: Some("team in (payments,web),tier!=canary".into()),
             output: OutputFormat::Json,
             log_format: LogFormat::Json,
+            kubeconfig: None,
             context: None,
         }
     );
