@@ -362,3 +362,97 @@ fn a_two_file_kubeconfig_merges_first_file_wins_and_context_picks_one() {
         .expect("runs");
     assert_listed(&cluster, &single);
 }
+
+/// The kubeconfig with its user authenticating by `cert` and `key` (PEM).
+fn client_cert_kubeconfig(
+    cluster: &Cluster,
+    dir: &Path,
+    cert: &str,
+    key: &str,
+    files: bool,
+) -> PathBuf {
+    use base64::Engine as _;
+    let mut doc = kubeconfig_of(cluster);
+    doc["users"][0]["user"] = if files {
+        std::fs::write(dir.join("client.crt"), cert).expect("cert written");
+        std::fs::write(dir.join("client.key"), key).expect("key written");
+        json!({"client-certificate": "client.crt", "client-key": "client.key"})
+    } else {
+        let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+        json!({"client-certificate-data": b64(cert), "client-key-data": b64(key)})
+    };
+    write(dir, if files { "cert-files" } else { "cert-data" }, &doc)
+}
+
+#[test]
+fn a_client_certificate_user_authenticates_with_data_or_files() {
+    let cluster = Cluster::start();
+    cluster.seed([Hr::healthy("apps", "calm").build()]);
+    let (cert, key) = cluster
+        .server
+        .client_certificate(SA_USER)
+        .expect("the service account has a client certificate");
+    for files in [false, true] {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = client_cert_kubeconfig(&cluster, dir.path(), cert, key, files);
+        let out = run_with(&cluster, &path, &[]);
+        assert_listed(&cluster, &out);
+    }
+    let requests = cluster.requests();
+    assert!(
+        requests.iter().all(|r| r.user == SA_USER),
+        "the certificate's CN is the user: {:?}",
+        requests.iter().map(|r| &r.user).collect::<Vec<_>>()
+    );
+    cluster.assert_nothing_denied();
+}
+
+#[test]
+fn a_client_certificate_from_another_ca_is_refused() {
+    let cluster = Cluster::start();
+    cluster.seed([Hr::healthy("apps", "calm").build()]);
+    let stranger = Cluster::start();
+    let (cert, key) = stranger
+        .server
+        .client_certificate(SA_USER)
+        .expect("a certificate of another CA");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = client_cert_kubeconfig(&cluster, dir.path(), cert, key, false);
+    let out = run_with(&cluster, &path, &[("STUCK_HR_TIMEOUT", "20s")]);
+    assert_eq!(out.status.code(), Some(4), "{}", describe(&out));
+    assert!(
+        cluster.requests().is_empty(),
+        "the TLS handshake failed: no request"
+    );
+}
+
+#[test]
+fn insecure_skip_tls_verify_is_honoured_only_when_the_kubeconfig_says_so_with_a_warning() {
+    let cluster = Cluster::start();
+    cluster.seed([Hr::healthy("apps", "calm").build()]);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut doc = kubeconfig_of(&cluster);
+    let entry = doc["clusters"][0]["cluster"]
+        .as_object_mut()
+        .expect("cluster");
+    entry.remove("certificate-authority-data");
+    let untrusted = write(dir.path(), "untrusted", &doc);
+    doc["clusters"][0]["cluster"]["insecure-skip-tls-verify"] = json!(true);
+    let insecure = write(dir.path(), "insecure", &doc);
+
+    let refused = run_with(&cluster, &untrusted, &[("STUCK_HR_TIMEOUT", "20s")]);
+    assert_eq!(refused.status.code(), Some(4), "{}", describe(&refused));
+    assert!(cluster.requests().is_empty(), "an unknown CA is refused");
+
+    let out = run_with(&cluster, &insecure, &[]);
+    assert_listed(&cluster, &out);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("insecure-skip-tls-verify"),
+        "a warning: {stderr}"
+    );
+    assert!(
+        !String::from_utf8_lossy(&refused.stderr).contains("insecure-skip-tls-verify"),
+        "no warning when the kubeconfig verifies"
+    );
+}
