@@ -9,6 +9,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::config::{Config, LogFormat, OutputFormat, parse_duration};
 use crate::explain::Target;
+use crate::label_selector::{check_selector, is_dns1123_label};
 use crate::model::DryRun;
 
 /// Finds Flux HelmReleases stuck in Ready=Unknown although Helm finished, and
@@ -118,6 +119,11 @@ pub struct Cli {
     #[arg(long, env = "STUCK_HR_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: FormatArg,
 
+    /// Kubeconfig file to use (default: as kubectl, `KUBECONFIG` with its
+    /// files merged, else in-cluster, else `~/.kube/config`).
+    #[arg(long, value_name = "PATH", global = true)]
+    pub kubeconfig: Option<std::path::PathBuf>,
+
     /// Kubeconfig context to use (default: the current one, or in-cluster).
     #[arg(long, value_name = "CONTEXT", global = true)]
     pub context: Option<String>,
@@ -160,8 +166,8 @@ pub struct UsageError {
     /// Its environment variable, e.g. `STUCK_HR_THRESHOLD`.
     pub env: &'static str,
     pub value: String,
-    /// What would have been accepted.
-    pub expected: &'static str,
+    /// What would have been accepted (and, for a selector, what is wrong).
+    pub expected: String,
 }
 
 impl fmt::Display for UsageError {
@@ -189,6 +195,7 @@ fn dry_run_value(value: &str) -> Result<DryRunArg, String> {
 
 const DURATION_FORM: &str = "a positive duration such as 30s, 5m or 1h30m (units ms, s, m, h, d)";
 const COUNT_FORM: &str = "a whole number, 0 or more";
+const NAMESPACE_FORM: &str = "a namespace name (DNS-1123 label): at most 63 lowercase letters, digits or '-', starting and ending with a letter or digit";
 
 impl Cli {
     /// Validates the flags into a [`Config`].
@@ -196,7 +203,8 @@ impl Cli {
     /// # Errors
     /// [`UsageError`] naming the flag, the value and the expected form for a
     /// duration that is zero, negative or not a duration, a `--max-actions`
-    /// that is not a whole number, or an empty namespace or selector.
+    /// that is not a whole number, a namespace that is not a DNS-1123 label,
+    /// or a label selector the API server would reject (naming the bad part).
     pub fn into_config(self) -> Result<Config, UsageError> {
         let namespaces: Vec<String> = self
             .namespaces
@@ -208,13 +216,31 @@ impl Cli {
                 flag: "--namespace",
                 env: "STUCK_HR_NAMESPACES",
                 value: namespaces.join(","),
-                expected: "namespace names without empty entries",
+                expected: "namespace names without empty entries".into(),
+            });
+        }
+        if let Some(bad) = namespaces.iter().find(|n| !is_dns1123_label(n)) {
+            return Err(UsageError {
+                flag: "--namespace",
+                env: "STUCK_HR_NAMESPACES",
+                value: bad.clone(),
+                expected: NAMESPACE_FORM.into(),
             });
         }
         let selector = match self.selector {
             Some(s) if s.trim().is_empty() => None,
             other => other,
         };
+        if let Some(selector) = &selector
+            && let Err(problem) = check_selector(selector)
+        {
+            return Err(UsageError {
+                flag: "--selector",
+                env: "STUCK_HR_SELECTOR",
+                value: selector.clone(),
+                expected: format!("a label selector the API server accepts: {problem}"),
+            });
+        }
         Ok(Config {
             stuck_threshold: duration(
                 "--stuck-threshold",
@@ -244,6 +270,7 @@ impl Cli {
                 FormatArg::Text => LogFormat::Text,
                 FormatArg::Json => LogFormat::Json,
             },
+            kubeconfig: self.kubeconfig.filter(|p| !p.as_os_str().is_empty()),
             context: self.context,
             events_addr: events_addr(self.events_addr.as_deref())?,
         })
@@ -261,7 +288,8 @@ fn events_addr(value: Option<&str>) -> Result<Option<hyper::Uri>, UsageError> {
                 env: "STUCK_HR_EVENTS_ADDR",
                 value: addr.to_string(),
                 expected: "an http:// URL of notification-controller's event API, such as \
-                           http://notification-controller.flux-system.svc.cluster.local./",
+                           http://notification-controller.flux-system.svc.cluster.local./"
+                    .into(),
             }),
     }
 }
@@ -273,7 +301,7 @@ fn duration(flag: &'static str, env: &'static str, value: &str) -> Result<Durati
             flag,
             env,
             value: value.to_string(),
-            expected: DURATION_FORM,
+            expected: DURATION_FORM.into(),
         })
 }
 
@@ -282,7 +310,7 @@ fn count(flag: &'static str, env: &'static str, value: &str) -> Result<usize, Us
         flag,
         env,
         value: value.to_string(),
-        expected: COUNT_FORM,
+        expected: COUNT_FORM.into(),
     };
     let trimmed = value.trim();
     if trimmed.is_empty() || !trimmed.bytes().all(|b| b.is_ascii_digit()) {

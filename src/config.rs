@@ -1,6 +1,7 @@
 //! The validated run configuration. The core (deciding, planning, reporting)
 //! sees only this, never clap.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -30,6 +31,9 @@ pub struct Config {
     pub output: OutputFormat,
     /// Log format on stderr.
     pub log_format: LogFormat,
+    /// `--kubeconfig`; `None` means kubectl's choice (`KUBECONFIG`,
+    /// in-cluster, `~/.kube/config`).
+    pub kubeconfig: Option<PathBuf>,
     /// Kubeconfig context; `None` means the current one (or in-cluster).
     pub context: Option<String>,
     /// `--events-addr`: notification-controller's event API (SPEC §10).
@@ -49,6 +53,7 @@ impl Default for Config {
             selector: None,
             output: OutputFormat::Text,
             log_format: LogFormat::Text,
+            kubeconfig: None,
             context: None,
             events_addr: None,
         }

@@ -342,10 +342,13 @@ pub async fn run_explain(config: &Config, target: &Target) -> Result<Explanation
             scope: crate::error::ListScope::Namespace(target.namespace.clone()),
         })
     };
-    let client = tokio::time::timeout_at(deadline, kube_io::connect(config.context.as_deref()))
-        .await
-        .map_err(|_| timed_out())?
-        .map_err(read_error)?;
+    let client = tokio::time::timeout_at(
+        deadline,
+        kube_io::connect(config.kubeconfig.as_deref(), config.context.as_deref()),
+    )
+    .await
+    .map_err(|_| timed_out())?
+    .map_err(read_error)?;
     // Client dry run: explain never writes.
     let api = HelmReleases::new(client.clone(), DryRun::Client);
     let json = match tokio::time::timeout_at(deadline, api.get(&target.namespace, &target.name))

@@ -15,6 +15,7 @@ pub mod execute;
 pub mod exit;
 pub mod explain;
 pub mod kube_io;
+pub mod label_selector;
 pub mod model;
 pub mod notify;
 pub mod plan;

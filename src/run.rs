@@ -79,8 +79,11 @@ impl Interrupt {
 /// Connects and runs; every failure ends up in the report's exit code.
 pub async fn run(config: &Config, interrupt: &Interrupt) -> Report {
     let deadline = Instant::now() + config.timeout;
-    let connected =
-        tokio::time::timeout_at(deadline, kube_io::connect(config.context.as_deref())).await;
+    let connected = tokio::time::timeout_at(
+        deadline,
+        kube_io::connect(config.kubeconfig.as_deref(), config.context.as_deref()),
+    )
+    .await;
     let client = match connected {
         Ok(Ok(client)) => client,
         Ok(Err(error)) => return list_failed(&error, 0, config, interrupt),

@@ -324,6 +324,7 @@ fn every_value_set_renders_exactly_the_chosen_args() {
             selector: Some("team in (payments,web),tier!=canary".into()),
             output: OutputFormat::Json,
             log_format: LogFormat::Json,
+            kubeconfig: None,
             context: None,
             events_addr: "http://notification-controller.flux-system.svc.cluster.local./"
                 .parse()
@@ -927,6 +928,7 @@ fn container_runs_the_binary_with_args_only() {
     let rendered = render(&[]);
     let container = rendered.container();
     assert!(container["command"].is_null(), "no command override");
-    assert!(container["env"].is_null(), "flags are args, not env");
+    // Flags are args; the only variable is the pod name (chart_pod.rs).
+    assert_eq!(container["env"].as_array().map(Vec::len), Some(1));
     assert_eq!(strings(&container["args"]).len(), 8);
 }

@@ -1,10 +1,13 @@
 //! The Kubernetes client: configuration the kube way, and at most
 //! [`MAX_IN_FLIGHT`] requests in flight at once.
 
+use std::path::Path;
+
 use kube::client::ClientBuilder;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use tower::limit::ConcurrencyLimitLayer;
 
+use super::proxy::{ProxyEnv, proxy_for};
 use crate::error::Error;
 
 /// SPEC §5: at most 16 API requests in flight at once, whatever the number
@@ -14,12 +17,16 @@ pub const MAX_IN_FLIGHT: usize = 16;
 /// Loads the cluster configuration and builds a client whose every request
 /// passes one shared concurrency limit.
 ///
-/// Order: with `--context`, the kubeconfig (`KUBECONFIG` or
-/// `~/.kube/config`) and that context; else an explicit `KUBECONFIG`; else
-/// the in-cluster service account when running in a pod; else
-/// `~/.kube/config`.
-pub async fn connect(context: Option<&str>) -> Result<kube::Client, Error> {
-    let config = load_config(context).await?;
+/// Order: `--kubeconfig PATH`; else, with `--context` or an explicit
+/// `KUBECONFIG` (several files merged as kubectl merges them: the first
+/// file wins per key), that; else the in-cluster service account when
+/// running in a pod; else `~/.kube/config`. The proxy is then chosen as
+/// kubectl chooses it ([`proxy_for`]).
+pub async fn connect(
+    kubeconfig: Option<&Path>,
+    context: Option<&str>,
+) -> Result<kube::Client, Error> {
+    let config = load_config(kubeconfig, context).await?;
     build(config)
 }
 
@@ -31,20 +38,60 @@ pub fn build(config: kube::Config) -> Result<kube::Client, Error> {
         .build())
 }
 
-async fn load_config(context: Option<&str>) -> Result<kube::Config, Error> {
+async fn load_config(path: Option<&Path>, context: Option<&str>) -> Result<kube::Config, Error> {
+    let boxed = |e: kube::config::KubeconfigError| Error::LoadConfig(Box::new(e));
+    let env = ProxyEnv::from_process();
+    let explicit_env = std::env::var_os("KUBECONFIG").is_some_and(|v| !v.is_empty());
+    let kubeconfig = match path {
+        Some(path) => Kubeconfig::read_from(path).map_err(boxed)?,
+        None if context.is_none()
+            && !explicit_env
+            && std::env::var_os("KUBERNETES_SERVICE_HOST").is_some() =>
+        {
+            let mut config =
+                kube::Config::incluster().map_err(|e| Error::LoadConfig(Box::new(e)))?;
+            config.proxy_url = proxy_for(&config.cluster_url, None, &env)
+                .map_err(|e| Error::LoadConfig(Box::new(e)))?;
+            return Ok(config);
+        }
+        None => Kubeconfig::read().map_err(boxed)?,
+    };
+    let kubeconfig_proxy = cluster_proxy_url(&kubeconfig, context);
     let options = KubeConfigOptions {
         context: context.map(str::to_owned),
         ..KubeConfigOptions::default()
     };
-    let boxed = |e: kube::config::KubeconfigError| Error::LoadConfig(Box::new(e));
-    if context.is_some() || std::env::var_os("KUBECONFIG").is_some() {
-        return kube::Config::from_kubeconfig(&options).await.map_err(boxed);
-    }
-    if std::env::var_os("KUBERNETES_SERVICE_HOST").is_some() {
-        return kube::Config::incluster().map_err(|e| Error::LoadConfig(Box::new(e)));
-    }
-    let kubeconfig = Kubeconfig::read().map_err(boxed)?;
-    kube::Config::from_custom_kubeconfig(kubeconfig, &options)
+    let mut config = kube::Config::from_custom_kubeconfig(kubeconfig, &options)
         .await
-        .map_err(boxed)
+        .map_err(boxed)?;
+    config.proxy_url = proxy_for(&config.cluster_url, kubeconfig_proxy.as_deref(), &env)
+        .map_err(|e| Error::LoadConfig(Box::new(e)))?;
+    if config.accept_invalid_certs {
+        tracing::warn!(
+            server = %config.cluster_url,
+            "the kubeconfig sets insecure-skip-tls-verify: the API server's certificate is not verified"
+        );
+    }
+    Ok(config)
+}
+
+/// The `proxy-url` of the cluster the chosen (or current) context names.
+fn cluster_proxy_url(kubeconfig: &Kubeconfig, context: Option<&str>) -> Option<String> {
+    let context = context.or(kubeconfig.current_context.as_deref())?;
+    let cluster = kubeconfig
+        .contexts
+        .iter()
+        .find(|c| c.name == context)?
+        .context
+        .as_ref()?
+        .cluster
+        .clone();
+    kubeconfig
+        .clusters
+        .iter()
+        .find(|c| c.name == cluster)?
+        .cluster
+        .as_ref()?
+        .proxy_url
+        .clone()
 }

@@ -4,6 +4,7 @@
 pub mod client;
 pub mod helmreleases;
 pub mod list;
+pub mod proxy;
 pub mod storage;
 
 pub use client::{MAX_IN_FLIGHT, connect};

@@ -56,8 +56,17 @@ pub async fn run(
                 let addr = server_address.clone();
                 tokio::spawn(async move {
                     let Ok(tls) = acceptor.accept(tcp).await else { return };
+                    // The x509 authenticator: a verified client certificate
+                    // names the user for the whole connection.
+                    let cert_user = tls
+                        .get_ref()
+                        .1
+                        .peer_certificates()
+                        .and_then(|chain| chain.first())
+                        .and_then(|der| state.user_for_cert(der.as_ref()))
+                        .cloned();
                     let svc = hyper::service::service_fn(move |req| {
-                        handle(state.clone(), addr.clone(), req)
+                        handle(state.clone(), addr.clone(), cert_user.clone(), req)
                     });
                     let _ = hyper::server::conn::http1::Builder::new()
                         .keep_alive(true)
@@ -250,6 +259,7 @@ fn authenticate<'a>(state: &'a State, req: &Request<Incoming>) -> Option<&'a Use
 async fn handle(
     state: Arc<State>,
     server_address: Arc<String>,
+    cert_user: Option<User>,
     req: Request<Incoming>,
 ) -> Result<Resp, Dropped> {
     let method = req.method().as_str().to_string();
@@ -263,7 +273,7 @@ async fn handle(
     };
     let content_type = header("content-type");
     let accept = header("accept").unwrap_or_default();
-    let user = authenticate(&state, &req).cloned();
+    let user = cert_user.or_else(|| authenticate(&state, &req).cloned());
     let body = req
         .into_body()
         .collect()

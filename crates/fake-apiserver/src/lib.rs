@@ -136,6 +136,8 @@ pub struct FakeApiServer {
     state: Arc<State>,
     url: String,
     ca_pem: String,
+    /// User → (certificate PEM, key PEM).
+    client_cert_pems: HashMap<String, (String, String)>,
     shutdown: Mutex<Option<oneshot::Sender<()>>>,
     thread: Mutex<Option<JoinHandle<()>>>,
 }
@@ -166,12 +168,17 @@ impl FakeApiServer {
             }
             None => None,
         };
+        let tls = tls::generate(&users)?;
         let mut tokens = HashMap::new();
+        let mut client_certs = HashMap::new();
         for (i, (name, groups)) in users.into_iter().enumerate() {
             let token = format!("fake-token-{i}-{}", name.replace([':', ' '], "-"));
-            tokens.insert(token, User { name, groups });
+            let user = User { name, groups };
+            if let Some(cert) = tls.client_certs.iter().find(|c| c.user == user.name) {
+                client_certs.insert(cert.der.clone(), user.clone());
+            }
+            tokens.insert(token, user);
         }
-        let tls = tls::generate()?;
         let std_listener =
             std::net::TcpListener::bind("127.0.0.1:0").context("binding 127.0.0.1:0")?;
         std_listener.set_nonblocking(true)?;
@@ -181,6 +188,7 @@ impl FakeApiServer {
             store: Mutex::new(Store::default()),
             schema: Some(schema),
             tokens,
+            client_certs,
             rbac,
             faults: Mutex::new(Faults::default()),
             log: RequestLog::default(),
@@ -227,6 +235,11 @@ impl FakeApiServer {
             state,
             url,
             ca_pem: tls.ca_pem,
+            client_cert_pems: tls
+                .client_certs
+                .into_iter()
+                .map(|c| (c.user, (c.cert_pem, c.key_pem)))
+                .collect(),
             shutdown: Mutex::new(Some(tx)),
             thread: Mutex::new(Some(thread)),
         })
@@ -240,6 +253,14 @@ impl FakeApiServer {
     /// PEM of the CA that signed the server certificate.
     pub fn ca_pem(&self) -> &str {
         &self.ca_pem
+    }
+
+    /// PEM certificate and key of a configured user's client certificate
+    /// (CN = user, O = groups), signed by the server's CA.
+    pub fn client_certificate(&self, user: &str) -> Option<(&str, &str)> {
+        self.client_cert_pems
+            .get(user)
+            .map(|(cert, key)| (cert.as_str(), key.as_str()))
     }
 
     /// The bearer token of a configured user.

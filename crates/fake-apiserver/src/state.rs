@@ -28,6 +28,8 @@ pub struct State {
     pub schema: Option<CrdSchema>,
     /// Bearer token → user.
     pub tokens: HashMap<String, User>,
+    /// DER of a client certificate this server's CA issued → user.
+    pub client_certs: HashMap<Vec<u8>, User>,
     pub rbac: Option<Mutex<Rbac>>,
     pub faults: Mutex<Faults>,
     pub log: RequestLog,
@@ -38,6 +40,11 @@ pub struct State {
 impl State {
     pub fn user_for_token(&self, token: &str) -> Option<&User> {
         self.tokens.get(token)
+    }
+
+    /// The user of a (verified) client certificate.
+    pub fn user_for_cert(&self, der: &[u8]) -> Option<&User> {
+        self.client_certs.get(der)
     }
 
     pub fn token_for_user(&self, user: &str) -> Option<&str> {
