@@ -108,3 +108,64 @@ fn impersonation_without_the_impersonate_verb_is_403() {
         "nothing ran as admin"
     );
 }
+
+/// An `events.k8s.io/v1` Event as kube's Recorder writes it.
+fn event(name: &str) -> serde_json::Value {
+    serde_json::json!({
+        "apiVersion": "events.k8s.io/v1", "kind": "Event",
+        "metadata": {"name": name, "namespace": "apps"},
+        "eventTime": "2026-12-03T12:00:00.000000Z",
+        "type": "Normal", "reason": "Corrected", "action": "PatchStatus",
+        "reportingController": "stuck-hr-recovery", "reportingInstance": "pod-1",
+        "regarding": {"apiVersion": "helm.toolkit.fluxcd.io/v2", "kind": "HelmRelease",
+                      "namespace": "apps", "name": "calm"},
+        "note": "corrected",
+    })
+}
+
+#[test]
+fn an_events_k8s_io_event_missing_what_validate_event_create_requires_is_422() {
+    let cluster = Cluster::start_with(|c| c, "admin");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let create = |doc: &serde_json::Value| {
+        let file = dir.path().join("event.json");
+        std::fs::write(&file, doc.to_string()).expect("written");
+        kubectl(
+            dir.path(),
+            cluster.kubeconfig(),
+            &[
+                "create",
+                "--raw",
+                "/apis/events.k8s.io/v1/namespaces/apps/events",
+                "-f",
+                file.to_str().expect("UTF-8 path"),
+            ],
+        )
+    };
+    let ok = create(&event("complete"));
+    assert!(ok.status.success(), "{}", describe(&ok));
+
+    let cases = [
+        ("eventTime", "eventTime: Required value"),
+        ("reportingController", "reportingController: Required value"),
+        ("reportingInstance", "reportingInstance: Required value"),
+        ("action", "action: Required value"),
+        ("reason", "reason: Required value"),
+        ("type", "type: Invalid value"),
+    ];
+    for (field, message) in cases {
+        let mut doc = event(&format!("without-{}", field.to_lowercase()));
+        doc.as_object_mut().expect("object").remove(field);
+        let out = create(&doc);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{field}: {}", describe(&out));
+        assert!(stderr.contains(message), "{field}: {stderr}");
+    }
+    let statuses: Vec<u16> = cluster.requests().iter().map(|r| r.status).collect();
+    assert_eq!(statuses, vec![201, 422, 422, 422, 422, 422, 422]);
+    assert_eq!(
+        cluster.server.events().len(),
+        1,
+        "only the complete Event is stored"
+    );
+}
