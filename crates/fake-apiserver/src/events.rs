@@ -6,6 +6,7 @@
 use serde_json::{Map, Value, json};
 
 use crate::resources::{CORE_EVENTS, ResourceDef};
+use crate::status::{FieldError, FieldErrorKind};
 
 /// `(events.k8s.io/v1 field, core v1 field)` pairs that differ by name.
 const RENAMED: &[(&str, &str)] = &[
@@ -68,6 +69,64 @@ pub fn to_storage(def: &ResourceDef, obj: Value) -> Value {
         rename(&obj, false, "events.k8s.io/v1")
     } else {
         obj
+    }
+}
+
+/// What the real server's `ValidateEventCreate` requires of an
+/// `events.k8s.io/v1` Event: `eventTime`, a `type` of Normal or Warning,
+/// `reportingController`, `reportingInstance`, `action` and `reason` (each
+/// at most 128 characters), and a `note` of at most 1 kB. Core `v1` Events
+/// keep the older, looser rules and are not checked here.
+pub fn validate_create(obj: &Value) -> Vec<FieldError> {
+    let mut errors = Vec::new();
+    let text = |field: &str| obj.get(field).and_then(Value::as_str).unwrap_or_default();
+    if obj.get("eventTime").is_none_or(Value::is_null) {
+        errors.push(required("eventTime"));
+    }
+    let kind = text("type");
+    if kind != "Normal" && kind != "Warning" {
+        errors.push(FieldError {
+            kind: FieldErrorKind::Invalid,
+            field: "type".into(),
+            value: Some(json!(kind)),
+            detail: "has invalid value, must be one of Normal or Warning".into(),
+        });
+    }
+    for field in [
+        "reportingController",
+        "reportingInstance",
+        "action",
+        "reason",
+    ] {
+        let value = text(field);
+        if value.is_empty() {
+            errors.push(required(field));
+        } else if value.len() > 128 {
+            errors.push(FieldError {
+                kind: FieldErrorKind::Invalid,
+                field: field.into(),
+                value: Some(json!(value)),
+                detail: "can have at most 128 characters".into(),
+            });
+        }
+    }
+    if text("note").len() > 1024 {
+        errors.push(FieldError {
+            kind: FieldErrorKind::TooLong,
+            field: "note".into(),
+            value: None,
+            detail: "may not be more than 1024 bytes".into(),
+        });
+    }
+    errors
+}
+
+fn required(field: &str) -> FieldError {
+    FieldError {
+        kind: FieldErrorKind::Required,
+        field: field.into(),
+        value: None,
+        detail: String::new(),
     }
 }
 

@@ -273,7 +273,24 @@ async fn handle(
     };
     let content_type = header("content-type");
     let accept = header("accept").unwrap_or_default();
-    let user = cert_user.or_else(|| authenticate(&state, &req).cloned());
+    let impersonate_user = header("impersonate-user");
+    let impersonate_groups: Vec<String> = req
+        .headers()
+        .get_all("impersonate-group")
+        .iter()
+        .filter_map(|v| v.to_str().ok().map(str::to_owned))
+        .collect();
+    let user = cert_user
+        .or_else(|| authenticate(&state, &req).cloned())
+        .map(|u| {
+            crate::impersonate::effective_user(
+                &state,
+                u,
+                impersonate_user.as_deref(),
+                &impersonate_groups,
+            )
+        })
+        .transpose();
     let body = req
         .into_body()
         .collect()
@@ -287,7 +304,10 @@ async fn handle(
         path: path.clone(),
         query: query.clone(),
         content_type: content_type.clone(),
-        user: user.as_ref().map(|u| u.name.clone()).unwrap_or_default(),
+        user: match &user {
+            Ok(Some(u)) => u.name.clone(),
+            _ => String::new(),
+        },
         body: None,
         raw_body: None,
         status: 0,
@@ -332,8 +352,9 @@ async fn handle(
     }
 
     let resp = match &user {
-        None => error_response(&ApiError::unauthorized()),
-        Some(user) => {
+        Ok(None) => error_response(&ApiError::unauthorized()),
+        Err(denied) => error_response(denied),
+        Ok(Some(user)) => {
             let verdict = match state.faults.lock() {
                 Ok(mut f) => f.consult(&rec),
                 Err(_) => return Ok(error_response(&ApiError::internal("faults lock poisoned"))),

@@ -15,6 +15,7 @@ mod events;
 pub mod faults;
 pub mod generate;
 mod http;
+mod impersonate;
 pub mod log;
 mod ops;
 mod patch;

@@ -175,6 +175,12 @@ impl State {
                 None => String::new(),
             },
         };
+        if def.group == "events.k8s.io" {
+            let errors = crate::events::validate_create(&obj);
+            if !errors.is_empty() {
+                return Err(ApiError::invalid(def, &name, &errors));
+            }
+        }
         let warnings = self.admit(def, &name, &mut obj)?;
         let ns_key = ns.unwrap_or_default();
         if store.get(def, ns_key, &name).is_some() {
