@@ -20,7 +20,7 @@ mod ops;
 mod patch;
 pub mod rbac;
 pub mod resources;
-mod schema;
+pub mod schema;
 pub mod seed;
 mod selector;
 mod state;
