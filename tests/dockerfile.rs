@@ -1,9 +1,10 @@
-//! The Dockerfile (issue 5, point 5). No Docker engine exists here, so it is
-//! linted with the real hadolint and read instruction by instruction; the
-//! static binary it builds is built by `scripts/build-static` with the same
-//! command, which a test here checks.
+//! The Dockerfile (issue 5, point 5; issue 14, point 3). No Docker engine
+//! exists here, so it is linted with the real hadolint and read instruction
+//! by instruction; its final stage must hold what `scripts/build-image`'s
+//! images hold (read back from the archive): files, user, entrypoint.
 
 mod chart_support;
+mod image_support;
 
 use std::process::Command;
 
@@ -83,7 +84,11 @@ fn cargo_build_command(text: &str, what: &str) -> String {
     line.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
-const TARGET: &str = "x86_64-unknown-linux-musl";
+/// TARGETARCH → Rust target, as the builder stage maps them.
+const TARGETS: [(&str, &str); 2] = [
+    ("amd64", "x86_64-unknown-linux-musl"),
+    ("arm64", "aarch64-unknown-linux-musl"),
+];
 
 #[test]
 fn hadolint_reports_nothing() {
@@ -102,7 +107,7 @@ fn hadolint_reports_nothing() {
 }
 
 #[test]
-fn builder_stage_is_rust_with_the_musl_target() {
+fn builder_stage_is_rust_with_both_musl_targets() {
     let stages = stages();
     assert!(stages.len() >= 2, "multi-stage: {stages:?}");
     let builder = &stages[0];
@@ -117,9 +122,16 @@ fn builder_stage_is_rust_with_the_musl_target() {
         .filter(|i| i.keyword == "RUN")
         .map(|i| i.args.as_str())
         .collect();
+    for (arch, target) in TARGETS {
+        assert!(
+            runs.iter()
+                .any(|r| r.contains(&format!("{arch}) target={target} ;;"))),
+            "the builder maps TARGETARCH {arch} to {target}: {runs:?}"
+        );
+    }
     assert!(
         runs.iter()
-            .any(|r| r.contains(&format!("rustup target add {TARGET}"))),
+            .any(|r| r.contains("rustup target add \"$target\"")),
         "the builder adds the musl target: {runs:?}"
     );
     assert!(
@@ -155,73 +167,124 @@ fn builder_rust_is_new_enough_for_the_workspace() {
     );
 }
 
-#[test]
-fn builds_a_locked_release_binary_for_the_musl_target() {
-    let command = cargo_build_command(&dockerfile_text(), "Dockerfile");
-    let words: Vec<&str> = command.split(' ').collect();
-    for flag in ["--release", "--locked"] {
-        assert!(words.contains(&flag), "{flag} missing from {command}");
+/// The words of a `cargo build`/`cargo zigbuild` command after the
+/// subcommand, with `--target <t>` and `--profile <p>` taken out.
+fn build_flags(command: &str) -> (Vec<String>, Option<String>) {
+    let mut words = command.split(' ').skip(2).map(str::to_string);
+    let mut flags = Vec::new();
+    let mut profile = None;
+    while let Some(w) = words.next() {
+        match w.as_str() {
+            "--target" => {
+                words.next();
+            }
+            "--profile" => profile = words.next(),
+            _ => flags.push(w),
+        }
     }
-    let at = words
-        .iter()
-        .position(|w| *w == "--target")
-        .expect("--target");
-    assert_eq!(words[at + 1], TARGET);
+    flags.retain(|w| !w.starts_with('$') && w != "\\");
+    flags.sort();
+    (flags, profile)
 }
 
 #[test]
-fn build_static_script_runs_the_dockerfile_build_command() {
+fn dockerfile_and_build_static_build_the_same_locked_release_binary() {
+    let docker = cargo_build_command(&dockerfile_text(), "Dockerfile");
     let script = std::fs::read_to_string(repo_root().join("scripts/build-static"))
         .expect("scripts/build-static");
-    assert_eq!(
-        cargo_build_command(&script, "scripts/build-static"),
-        cargo_build_command(&dockerfile_text(), "Dockerfile"),
-        "scripts/build-static must build exactly what the Dockerfile builds"
-    );
-    assert!(
-        script.contains(&format!("TARGET={TARGET}")),
-        "scripts/build-static targets {TARGET}"
-    );
+    let zig = script
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.starts_with('#'))
+        .find_map(|l| l.find("cargo zigbuild").map(|at| &l[at..]))
+        .expect("cargo zigbuild in scripts/build-static")
+        .replace(" >&2", "");
+    let zig = zig.split_whitespace().collect::<Vec<_>>().join(" ");
+    let (docker_flags, docker_profile) = build_flags(&docker);
+    let (zig_flags, zig_profile) = build_flags(&zig);
+    assert!(docker_flags.contains(&"--release".to_string()), "{docker}");
+    assert_eq!(docker_profile, None, "{docker}");
+    assert_eq!(zig_profile.as_deref(), Some("\"$profile\""), "{zig}");
+    // Same flags otherwise: --locked and the one binary.
+    let docker_rest: Vec<&String> = docker_flags.iter().filter(|w| *w != "--release").collect();
+    assert_eq!(docker_rest, zig_flags.iter().collect::<Vec<_>>());
+    assert!(zig_flags.contains(&"--locked".to_string()), "{zig}");
 }
 
 #[test]
-fn final_stage_is_distroless_static_nonroot() {
+fn final_stage_is_scratch() {
     let stages = stages();
     let last = stages.last().expect("a stage");
-    assert_eq!(last.from, "gcr.io/distroless/static-debian12:nonroot");
+    assert_eq!(last.from, "scratch");
 }
 
-#[test]
-fn final_stage_holds_only_the_binary_and_runs_it_as_a_numeric_non_root_user() {
+/// The final stage as (files, USER, ENTRYPOINT): the COPY destinations.
+fn final_stage_contents() -> (Vec<String>, String, Vec<String>) {
     let stages = stages();
     let last = stages.last().expect("a stage");
-    let keywords: Vec<&str> = last.body.iter().map(|i| i.keyword.as_str()).collect();
+    let keywords: Vec<&str> = last
+        .body
+        .iter()
+        .map(|i| i.keyword.as_str())
+        .filter(|k| !["ARG", "LABEL"].contains(k))
+        .collect();
     assert_eq!(
         keywords,
-        ["COPY", "USER", "ENTRYPOINT"],
+        ["COPY", "COPY", "USER", "ENTRYPOINT"],
         "final stage: {:?}",
         last.body
     );
+    let mut files = Vec::new();
+    let mut user = String::new();
+    let mut entrypoint = Vec::new();
+    for ins in &last.body {
+        match ins.keyword.as_str() {
+            "COPY" => {
+                let words: Vec<&str> = ins.args.split(' ').collect();
+                assert_eq!(words.len(), 3, "COPY --from=builder <src> <dest>: {ins:?}");
+                assert_eq!(words[0], "--from=builder", "{ins:?}");
+                files.push(words[2].to_string());
+            }
+            "USER" => user = ins.args.clone(),
+            "ENTRYPOINT" => {
+                entrypoint =
+                    serde_json::from_str(&ins.args).expect("ENTRYPOINT in exec (JSON) form");
+            }
+            _ => {}
+        }
+    }
+    files.sort();
+    (files, user, entrypoint)
+}
 
-    // Only the binary, from the builder's musl release directory.
-    let copy = &last.body[0].args;
-    assert_eq!(
-        copy,
-        &format!(
-            "--from=builder /src/target/{TARGET}/release/stuck-hr-recovery /stuck-hr-recovery"
-        )
-    );
+#[test]
+fn final_stage_has_the_contents_of_the_build_image_archive() {
+    let (files, user, entrypoint) = final_stage_contents();
+    let archive = image_support::read_archive();
+    for image in &archive.images {
+        assert_eq!(
+            image.regular_files(),
+            files.iter().map(String::as_str).collect::<Vec<_>>(),
+            "{}: files of scripts/build-image vs the Dockerfile",
+            image.platform
+        );
+        assert_eq!(image.user(), user, "{}: USER", image.platform);
+        assert_eq!(
+            image.entrypoint(),
+            entrypoint,
+            "{}: ENTRYPOINT",
+            image.platform
+        );
+    }
+}
 
-    // Numeric user and group, not root: distroless's `nonroot` (65532).
-    let user = &last.body[1].args;
+#[test]
+fn final_stage_runs_as_a_numeric_non_root_user() {
+    let (_, user, entrypoint) = final_stage_contents();
     let (uid, gid) = user.split_once(':').expect("USER uid:gid");
     let uid: u32 = uid.parse().expect("numeric uid");
     let gid: u32 = gid.parse().expect("numeric gid");
     assert_eq!((uid, gid), (65532, 65532));
-
-    // Exec form: no shell is needed (or present) at run time.
-    let entrypoint: Vec<String> =
-        serde_json::from_str(&last.body[2].args).expect("ENTRYPOINT in exec (JSON) form");
     assert_eq!(entrypoint, ["/stuck-hr-recovery"]);
 }
 
