@@ -20,7 +20,9 @@
 //!   Released=True; a release `history[0]` already matches is *in sync*.
 //! * Summarize: Ready is derived from Released and, when `spec.test.enable`,
 //!   TestSuccess; a present Remediated condition wins. Every condition gets
-//!   the current `observedGeneration`; Reconciling is removed.
+//!   the current `observedGeneration`; Reconciling is removed. In sync with
+//!   Ready Unknown and Reconciling True (a lost final write), the reconcile
+//!   returns early without writing: SPEC §1's stuck mode stays stuck.
 
 use std::collections::BTreeMap;
 
@@ -89,6 +91,12 @@ pub fn reconcile(hr: &Value, facts: &Facts) -> (Outcome, Option<Value>) {
     let top = &status["history"][0];
     let in_sync = top["status"] == "deployed" && top["version"].as_u64() == Some(latest.version);
     let outcome = if in_sync {
+        if stuck_in_progress(&status) {
+            // SPEC §1's stuck mode: the Ready write of the finished run was
+            // lost while Reconciling still says True; the in-sync branch
+            // returns before anything rewrites Ready.
+            return (Outcome::InSync, None);
+        }
         Outcome::InSync
     } else if latest.status == "deployed" {
         adopt(hr, &mut status, latest, generation, &facts.now);
@@ -106,6 +114,16 @@ pub fn reconcile(hr: &Value, facts: &Facts) -> (Outcome, Option<Value>) {
     (outcome, Some(status))
 }
 
+/// Ready Unknown while Reconciling says True: a run whose last write was lost.
+fn stuck_in_progress(status: &Value) -> bool {
+    let is = |t: &str, v: &str| {
+        status["conditions"]
+            .as_array()
+            .is_some_and(|cs| cs.iter().any(|c| c["type"] == t && c["status"] == v))
+    };
+    is("Ready", "Unknown") && is("Reconciling", "True")
+}
+
 fn adopt(hr: &Value, status: &mut Value, latest: &LatestRelease, generation: i64, now: &str) {
     let ns = hr["metadata"]["namespace"].as_str().unwrap_or_default();
     let snapshot = json!({
@@ -113,6 +131,8 @@ fn adopt(hr: &Value, status: &mut Value, latest: &LatestRelease, generation: i64
         "version": latest.version, "status": "deployed", "action": "install",
         "chartName": hr["spec"]["chart"]["spec"]["chart"],
         "chartVersion": hr["spec"]["chart"]["spec"]["version"],
+        "appVersion": hr["spec"]["chart"]["spec"]["version"],
+        "configDigest": "sha256:00", "digest": "sha256:00",
         "firstDeployed": now, "lastDeployed": now,
     });
     status["history"] = json!([snapshot]);
@@ -229,6 +249,15 @@ fn key(hr: &Value) -> (String, String) {
     )
 }
 
+fn trigger_of(hr: &Value) -> (i64, Option<String>) {
+    (
+        hr["metadata"]["generation"].as_i64().unwrap_or(0),
+        hr["metadata"]["annotations"][REQUESTED_AT]
+            .as_str()
+            .map(str::to_string),
+    )
+}
+
 /// What the watch last handled per HelmRelease: generation and requestedAt.
 #[derive(Debug, Default)]
 pub struct HelmControllerModel {
@@ -238,6 +267,16 @@ pub struct HelmControllerModel {
 impl HelmControllerModel {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Records every HelmRelease's current generation and requestedAt as
+    /// handled without reconciling: the state a controller leaves behind
+    /// after the run that got stuck.
+    pub fn mark_handled(&mut self, server: &FakeApiServer) {
+        for hr in server.helmreleases() {
+            let trigger = trigger_of(&hr);
+            self.seen.insert(key(&hr), trigger);
+        }
     }
 
     /// Reconciles the HelmReleases whose generation or requestedAt changed
@@ -480,6 +519,15 @@ mod tests {
         )
     }
 
+    /// What, HelmRelease, facts, outcome, Ready (status, reason) written.
+    type Row = (
+        &'static str,
+        Value,
+        Facts,
+        Outcome,
+        Option<(&'static str, &'static str)>,
+    );
+
     #[test]
     fn outcome_table() {
         let released =
@@ -493,7 +541,7 @@ mod tests {
         let remediated = json!([
             {"type": "Released", "status": "True", "reason": "InstallSucceeded"},
             {"type": "Remediated", "status": "False", "reason": "RollbackFailed"}]);
-        let rows: Vec<(&str, Value, Facts, Outcome, Option<(&str, &str)>)> = vec![
+        let rows: Vec<Row> = vec![
             (
                 "in sync, Released True",
                 hr(released.clone(), deployed.clone(), false),
