@@ -10,6 +10,7 @@
 //! ```
 
 mod cel;
+pub mod controller;
 mod discovery;
 mod events;
 pub mod faults;
