@@ -12,8 +12,8 @@ use clap::Parser;
 use serde_json::{Value, json};
 
 use chart_support::{
-    NAMESPACE, RELEASE, Rendered, describe, helm_template, read_yaml, render, repo_root, run,
-    strings, tool, values_file,
+    NAMESPACE, RELEASE, Rendered, assert_helm_lint_strict_is_clean, describe, helm_template,
+    read_yaml, render, repo_root, run, strings, tool, values_file,
 };
 use stuck_hr_recovery::cli::Cli;
 use stuck_hr_recovery::config::{Config, LogFormat, OutputFormat};
@@ -133,19 +133,7 @@ fn minutes(n: u64) -> Duration {
 
 #[test]
 fn helm_lint_strict_is_clean() {
-    let out = run(Command::new(tool("helm"))
-        .args(["lint", "--strict"])
-        .arg(repo_root().join("chart")));
-    assert!(
-        out.status.success(),
-        "helm lint --strict failed:\n{}",
-        describe(&out)
-    );
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        !stdout.contains("[WARNING]") && !stdout.contains("[ERROR]"),
-        "helm lint reported problems:\n{stdout}"
-    );
+    assert_helm_lint_strict_is_clean("helm");
 }
 
 #[test]

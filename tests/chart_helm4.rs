@@ -10,7 +10,8 @@ use std::path::Path;
 use std::process::Command;
 
 use chart_support::{
-    NAMESPACE, RELEASE, chart_dir, describe, parse_yaml_docs, read_yaml, repo_root, run, tool,
+    NAMESPACE, RELEASE, assert_helm_lint_strict_is_clean, cargo_version, chart_dir, describe,
+    parse_yaml_docs, read_yaml, repo_root, run, tool,
 };
 
 /// `helm template` with one helm binary; panics when it refuses.
@@ -52,19 +53,7 @@ fn the_two_helms_are_helm_3_18_and_helm_4_3() {
 
 #[test]
 fn helm_4_lint_strict_is_clean() {
-    let out = run(Command::new(tool("helm4"))
-        .args(["lint", "--strict"])
-        .arg(chart_dir()));
-    assert!(
-        out.status.success(),
-        "helm 4 lint --strict:\n{}",
-        describe(&out)
-    );
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        !stdout.contains("[WARNING]") && !stdout.contains("[ERROR]"),
-        "helm 4 lint reported problems:\n{stdout}"
-    );
+    assert_helm_lint_strict_is_clean("helm4");
 }
 
 /// Value sets that take different paths through the templates.
@@ -115,17 +104,6 @@ fn helm_3_and_helm_4_render_the_same_objects() {
 fn enabled_false_renders_nothing_with_helm_4_either() {
     let docs = template_with(&tool("helm4"), &["--set", "enabled=false"]);
     assert_eq!(docs, Vec::<serde_json::Value>::new());
-}
-
-fn cargo_version() -> String {
-    let manifest = std::fs::read_to_string(repo_root().join("Cargo.toml")).expect("Cargo.toml");
-    let package = manifest.split("[package]").nth(1).expect("[package]");
-    package
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("version = "))
-        .expect("package version")
-        .trim_matches('"')
-        .to_string()
 }
 
 #[test]

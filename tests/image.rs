@@ -7,7 +7,7 @@ mod image_support;
 
 use std::process::Command;
 
-use chart_support::{describe, repo_root, run};
+use chart_support::{cargo_version, describe, repo_root, run};
 use image_support::{Image, archive_path, read_archive};
 
 const BINARY: &str = "/stuck-hr-recovery";
@@ -17,20 +17,6 @@ const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 
 /// `(platform, ELF e_machine)`: EM_X86_64 = 62, EM_AARCH64 = 183.
 const PLATFORMS: [(&str, u16); 2] = [("linux/amd64", 62), ("linux/arm64", 183)];
-
-fn cargo_version() -> String {
-    let manifest = std::fs::read_to_string(repo_root().join("Cargo.toml")).expect("Cargo.toml");
-    let package = manifest
-        .split("[package]")
-        .nth(1)
-        .expect("a [package] table");
-    package
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("version = "))
-        .expect("package version")
-        .trim_matches('"')
-        .to_string()
-}
 
 /// What the ELF header and program headers of a binary say.
 #[derive(Debug)]

@@ -210,3 +210,35 @@ pub fn values_file(dir: &Path, name: &str, values: &Value) -> PathBuf {
     .unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
     path
 }
+
+/// The `version` of the root package in Cargo.toml.
+pub fn cargo_version() -> String {
+    let manifest = std::fs::read_to_string(repo_root().join("Cargo.toml")).expect("Cargo.toml");
+    let package = manifest
+        .split("[package]")
+        .nth(1)
+        .expect("a [package] table");
+    package
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("version = "))
+        .expect("package version")
+        .trim_matches('"')
+        .to_string()
+}
+
+/// `<helm> lint --strict` on the chart succeeds and reports no warning or error.
+pub fn assert_helm_lint_strict_is_clean(helm: &str) {
+    let out = run(Command::new(tool(helm))
+        .args(["lint", "--strict"])
+        .arg(chart_dir()));
+    assert!(
+        out.status.success(),
+        "{helm} lint --strict failed:\n{}",
+        describe(&out)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        !stdout.contains("[WARNING]") && !stdout.contains("[ERROR]"),
+        "{helm} lint reported problems:\n{stdout}"
+    );
+}
