@@ -12,7 +12,7 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 
-use chart_support::repo_root;
+use chart_support::{describe, repo_root};
 
 const CRDS: &[(&str, &str, &str)] = &[
     (
@@ -46,16 +46,21 @@ fn shared() -> PathBuf {
     repo_root().join("../shared")
 }
 
-fn run(cmd: &mut Command) -> Output {
-    let output = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
-    assert!(
-        output.status.success(),
-        "{cmd:?} failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+/// Runs a command that must succeed.
+fn succeed(cmd: &mut Command) -> Output {
+    let output = chart_support::run(cmd);
+    assert!(output.status.success(), "{cmd:?}: {}", describe(&output));
     output
+}
+
+/// Runs a command that must fail with `message` on stderr.
+fn fail_with(cmd: &mut Command, message: &str) {
+    let output = chart_support::run(cmd);
+    assert!(
+        !output.status.success() && String::from_utf8_lossy(&output.stderr).contains(message),
+        "expected a failure saying {message:?}: {}",
+        describe(&output)
+    );
 }
 
 /// An upstream stand-in: the files of `../shared` at the paths and commits
@@ -138,18 +143,22 @@ impl Drop for Upstream {
 fn archive_advisory_db(root: &Path) -> String {
     let repo = root.join("advisory-db-src");
     std::fs::create_dir_all(&repo).unwrap();
-    run(Command::new("cp")
-        .arg("-R")
-        .arg(shared().join("advisory-db/crates"))
-        .arg(shared().join("advisory-db/rust"))
-        .arg(shared().join("advisory-db/LICENSE.txt"))
-        .arg(&repo));
+    succeed(
+        Command::new("cp")
+            .arg("-R")
+            .arg(shared().join("advisory-db/crates"))
+            .arg(shared().join("advisory-db/rust"))
+            .arg(shared().join("advisory-db/LICENSE.txt"))
+            .arg(&repo),
+    );
     let git = |args: &[&str]| {
-        run(Command::new("git")
-            .arg("-C")
-            .arg(&repo)
-            .args(["-c", "user.name=t", "-c", "user.email=t@t"])
-            .args(args))
+        succeed(
+            Command::new("git")
+                .arg("-C")
+                .arg(&repo)
+                .args(["-c", "user.name=t", "-c", "user.email=t@t"])
+                .args(args),
+        )
     };
     git(&["init", "-q"]);
     git(&["add", "-A"]);
@@ -185,17 +194,13 @@ fn same_tree(a: &Path, b: &Path) {
     );
 }
 
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
-
 #[test]
 fn lays_out_the_crds_and_the_advisory_snapshot_as_shared_has_them() {
     let upstream = Upstream::start();
     let dest = tempfile::tempdir().unwrap();
     let out = dest.path().join("shared");
 
-    run(&mut upstream.fetch(&out));
+    succeed(&mut upstream.fetch(&out));
 
     same_tree(&out.join("fixtures/crds"), &{
         // ../shared/fixtures/crds also holds SOURCE.md, which is ours.
@@ -230,13 +235,12 @@ fn lays_out_the_crds_and_the_advisory_snapshot_as_shared_has_them() {
 
     // A second run keeps what is there and fetches nothing.
     drop(upstream);
-    let output = Command::new(repo_root().join("scripts/fetch-shared"))
-        .arg(&out)
-        .env("FETCH_SHARED_RAW_BASE", "http://127.0.0.1:1/raw")
-        .env("FETCH_SHARED_ARCHIVE_BASE", "http://127.0.0.1:1/archive")
-        .output()
-        .unwrap();
-    assert!(output.status.success(), "{}", stderr(&output));
+    succeed(
+        Command::new(repo_root().join("scripts/fetch-shared"))
+            .arg(&out)
+            .env("FETCH_SHARED_RAW_BASE", "http://127.0.0.1:1/raw")
+            .env("FETCH_SHARED_ARCHIVE_BASE", "http://127.0.0.1:1/archive"),
+    );
 }
 
 #[test]
@@ -249,15 +253,9 @@ fn a_crd_that_differs_from_the_pinned_one_is_refused_and_nothing_lands() {
     std::fs::write(&path, text).unwrap();
     let dest = tempfile::tempdir().unwrap();
 
-    let output = upstream.fetch(dest.path()).output().unwrap();
-
-    assert!(!output.status.success());
-    assert!(
-        stderr(&output).contains(&format!(
-            "{repo}@{commit}:config/crd/bases/{file} has SHA-256"
-        )),
-        "{}",
-        stderr(&output)
+    fail_with(
+        &mut upstream.fetch(dest.path()),
+        &format!("{repo}@{commit}:config/crd/bases/{file} has SHA-256"),
     );
     let left: Vec<_> = std::fs::read_dir(dest.path())
         .unwrap()
@@ -277,20 +275,14 @@ fn an_archive_of_another_commit_is_refused() {
         .join("archive/rustsec/advisory-db/tar.gz");
     std::fs::copy(served.join(&upstream.advisory_commit), served.join(wanted)).unwrap();
 
-    let output = upstream
-        .fetch(dest.path())
-        .env("FETCH_SHARED_ADVISORY_COMMIT", wanted)
-        .output()
-        .unwrap();
-
-    assert!(!output.status.success());
-    assert!(
-        stderr(&output).contains(&format!(
+    fail_with(
+        upstream
+            .fetch(dest.path())
+            .env("FETCH_SHARED_ADVISORY_COMMIT", wanted),
+        &format!(
             "archive is of commit {}, expected {wanted}",
             upstream.advisory_commit
-        )),
-        "{}",
-        stderr(&output)
+        ),
     );
     assert!(!dest.path().join("advisory-db").exists());
     // The CRDs had all passed their checks, so they are in place.
@@ -304,15 +296,11 @@ fn a_missing_file_names_the_address() {
     std::fs::remove_file(upstream.raw(repo, commit, file)).unwrap();
     let dest = tempfile::tempdir().unwrap();
 
-    let output = upstream.fetch(dest.path()).output().unwrap();
-
-    assert!(!output.status.success());
-    assert!(
-        stderr(&output).contains(&format!(
+    fail_with(
+        &mut upstream.fetch(dest.path()),
+        &format!(
             "could not fetch http://127.0.0.1:{}/raw/{repo}/{commit}/config/crd/bases/{file}",
             upstream.port
-        )),
-        "{}",
-        stderr(&output)
+        ),
     );
 }
