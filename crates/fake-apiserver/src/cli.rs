@@ -57,6 +57,12 @@ pub struct Serve {
     /// Server-side cap on list `limit`.
     #[arg(long, value_name = "N")]
     pub page_size_cap: Option<usize>,
+    /// Run the helm-controller model (docs/fake-apiserver.md): every PERIOD
+    /// milliseconds, reconcile what its watch and requeues deliver; each
+    /// reconcile that writes, or that a watch event caused, is logged on
+    /// stderr. The seeded objects count as already handled.
+    #[arg(long, value_name = "PERIOD_MS", num_args = 0..=1, default_missing_value = "300")]
+    pub helm_controller: Option<u64>,
 }
 
 /// Parses `helmreleases=N,namespaces=M,pending-install=A,deployed-unknown=B,...`.
@@ -141,6 +147,56 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             .with_context(|| format!("writing ready file {}", path.display()))?;
     }
     println!("{}", server.url());
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        if let Some(period) = args.helm_controller {
+            let (server, stop) = (&server, &stop);
+            scope.spawn(move || helm_controller(server, period, stop));
+        }
+        let waited = wait_for_signal();
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        waited
+    })?;
+    drop(server);
+    Ok(())
+}
+
+/// The helm-controller model's loop for `--helm-controller`.
+fn helm_controller(server: &FakeApiServer, period_ms: u64, stop: &std::sync::atomic::AtomicBool) {
+    use fake_apiserver::controller::{HelmControllerModel, Trigger};
+    let mut model = HelmControllerModel::new();
+    model.mark_handled(server);
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        std::thread::sleep(std::time::Duration::from_millis(period_ms));
+        for r in model.reconcile_triggered(server) {
+            if r.wrote || r.trigger != Trigger::Requeue {
+                let ready = server
+                    .helmrelease(&r.namespace, &r.name)
+                    .and_then(|hr| {
+                        let cs = hr["status"]["conditions"].as_array()?.clone();
+                        let c = cs.into_iter().find(|c| c["type"] == "Ready")?;
+                        Some(format!(
+                            "Ready={} ({})",
+                            c["status"].as_str()?,
+                            c["reason"].as_str()?
+                        ))
+                    })
+                    .unwrap_or_else(|| "no Ready".into());
+                eprintln!(
+                    "helm-controller model: reconciled {}/{} on {:?}: {:?}, {}{}",
+                    r.namespace,
+                    r.name,
+                    r.trigger,
+                    r.outcome,
+                    ready,
+                    if r.wrote { "" } else { " (nothing written)" }
+                );
+            }
+        }
+    }
+}
+
+fn wait_for_signal() -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -151,9 +207,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             r = tokio::signal::ctrl_c() => r?,
         }
         anyhow::Ok(())
-    })?;
-    drop(server);
-    Ok(())
+    })
 }
 
 #[cfg(test)]
