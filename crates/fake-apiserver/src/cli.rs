@@ -164,36 +164,49 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
 /// The helm-controller model's loop for `--helm-controller`.
 fn helm_controller(server: &FakeApiServer, period_ms: u64, stop: &std::sync::atomic::AtomicBool) {
     use fake_apiserver::controller::{HelmControllerModel, Trigger};
-    let mut model = HelmControllerModel::new();
+    // Requeues after about 1.5 s, however short the period.
+    let passes = (1500 / period_ms.max(1)).saturating_sub(1) as u32;
+    let mut model = HelmControllerModel::with_requeue_passes(passes);
     model.mark_handled(server);
+    // What was last logged per object: a requeue is logged only when its
+    // outcome or Ready changes.
+    let mut logged = std::collections::BTreeMap::new();
     while !stop.load(std::sync::atomic::Ordering::Relaxed) {
         std::thread::sleep(std::time::Duration::from_millis(period_ms));
         for r in model.reconcile_triggered(server) {
-            if r.wrote || r.trigger != Trigger::Requeue {
-                let ready = server
-                    .helmrelease(&r.namespace, &r.name)
-                    .and_then(|hr| {
-                        let cs = hr["status"]["conditions"].as_array()?.clone();
-                        let c = cs.into_iter().find(|c| c["type"] == "Ready")?;
-                        Some(format!(
-                            "Ready={} ({})",
-                            c["status"].as_str()?,
-                            c["reason"].as_str()?
-                        ))
-                    })
-                    .unwrap_or_else(|| "no Ready".into());
-                eprintln!(
-                    "helm-controller model: reconciled {}/{} on {:?}: {:?}, {}{}",
-                    r.namespace,
-                    r.name,
-                    r.trigger,
-                    r.outcome,
-                    ready,
-                    if r.wrote { "" } else { " (nothing written)" }
-                );
+            let line = format!(
+                "{:?}, {}",
+                r.outcome,
+                ready_of(server, &r.namespace, &r.name)
+            );
+            let key = (r.namespace.clone(), r.name.clone());
+            if r.trigger == Trigger::Requeue && logged.get(&key) == Some(&line) {
+                continue;
             }
+            let written = if r.wrote { "" } else { " (nothing written)" };
+            eprintln!(
+                "helm-controller model: reconciled {}/{} on {:?}: {line}{written}",
+                r.namespace, r.name, r.trigger
+            );
+            logged.insert(key, line);
         }
     }
+}
+
+/// `Ready=<status> (<reason>)` of a HelmRelease, for the model's log.
+fn ready_of(server: &FakeApiServer, ns: &str, name: &str) -> String {
+    server
+        .helmrelease(ns, name)
+        .and_then(|hr| {
+            let cs = hr["status"]["conditions"].as_array()?.clone();
+            let c = cs.into_iter().find(|c| c["type"] == "Ready")?;
+            Some(format!(
+                "Ready={} ({})",
+                c["status"].as_str()?,
+                c["reason"].as_str()?
+            ))
+        })
+        .unwrap_or_else(|| "no Ready".into())
 }
 
 fn wait_for_signal() -> anyhow::Result<()> {

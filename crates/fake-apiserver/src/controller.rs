@@ -571,12 +571,25 @@ pub struct Reconciled {
 #[derive(Debug, Default)]
 pub struct HelmControllerModel {
     seen: BTreeMap<Key, (i64, Option<String>)>,
-    requeue: BTreeMap<Key, ()>,
+    /// Requeued objects and the triggered passes left until they are due.
+    requeue: BTreeMap<Key, u32>,
+    /// Passes between a requeue and its reconcile (0: the next pass), the
+    /// model's stand-in for `--requeue-dependency`.
+    requeue_passes: u32,
 }
 
 impl HelmControllerModel {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A model whose requeues wait `passes` triggered passes before they
+    /// are due (the binary's loop uses this to space them out in time).
+    pub fn with_requeue_passes(passes: u32) -> Self {
+        Self {
+            requeue_passes: passes,
+            ..Self::default()
+        }
     }
 
     /// The state a controller leaves behind after the run that got stuck:
@@ -595,7 +608,7 @@ impl HelmControllerModel {
                     .any(|c| c["type"] == "Ready" && c["reason"] == "DependencyNotReady")
             });
             if waiting {
-                self.requeue.insert(k, ());
+                self.requeue.insert(k, self.requeue_passes);
             }
         }
     }
@@ -646,7 +659,7 @@ impl HelmControllerModel {
                 Some((_, old)) if now_seen.1.is_some() && now_seen.1 != old => {
                     Some(Trigger::RequestedAt)
                 }
-                _ if self.requeue.contains_key(&k) => Some(Trigger::Requeue),
+                _ if self.requeue_due(&k, interval) => Some(Trigger::Requeue),
                 _ if interval => Some(Trigger::Interval),
                 _ => None,
             };
@@ -664,7 +677,7 @@ impl HelmControllerModel {
                 decision.outcome,
                 Outcome::DependencyNotReady | Outcome::StateError
             ) {
-                self.requeue.insert(k.clone(), ());
+                self.requeue.insert(k.clone(), self.requeue_passes);
             }
             let wrote = self.write(server, &hr, &decision);
             done.push(Reconciled {
@@ -676,6 +689,20 @@ impl HelmControllerModel {
             });
         }
         done
+    }
+
+    /// Whether `k`'s requeue is due; a triggered pass counts one down.
+    fn requeue_due(&mut self, k: &Key, interval: bool) -> bool {
+        match self.requeue.get_mut(k) {
+            Some(0) => true,
+            Some(left) => {
+                if !interval {
+                    *left -= 1;
+                }
+                false
+            }
+            None => false,
+        }
     }
 
     fn write(&self, server: &FakeApiServer, hr: &Value, decision: &Decision) -> bool {
