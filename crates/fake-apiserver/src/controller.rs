@@ -70,7 +70,7 @@ pub struct LatestRelease {
 #[derive(Debug, Clone)]
 pub struct Facts {
     pub latest: Option<LatestRelease>,
-    /// `checkDependencies`' error: the first dependency not Ready, if any.
+    /// `checkDependencies`' error for the first dependency not Ready, if any.
     pub dependency_not_ready: Option<String>,
     pub now: String,
 }
@@ -181,7 +181,7 @@ pub fn reconcile(hr: &Value, facts: &Facts) -> Decision {
             "Ready",
             "False",
             "DependencyNotReady",
-            &format!("dependency '{dependency}' is not ready"),
+            dependency,
             generation,
             now,
         );
@@ -258,7 +258,13 @@ pub fn reconcile(hr: &Value, facts: &Facts) -> Decision {
     if condition_is(&status, REMEDIATED, "True") {
         let version = status["history"][0]["version"].as_u64().unwrap_or(0);
         delete_condition(&mut status, RELEASED);
-        rename_condition(&mut status, REMEDIATED, RELEASED, "UpgradeSucceeded");
+        rename_condition(
+            &mut status,
+            REMEDIATED,
+            RELEASED,
+            "UpgradeSucceeded",
+            generation,
+        );
         let message = success_message(hr, "upgrade", version);
         if let Some(c) = find_mut(&mut status, RELEASED) {
             c["message"] = json!(message);
@@ -346,8 +352,8 @@ fn snapshot(hr: &Value, version: u64, action: &str, now: &str) -> Value {
 /// generation and priority (Remediated, then TestSuccess when tests are on
 /// and failures not ignored, then Released), the first one winning; a
 /// Remediated winner means False. With no summary condition the first
-/// condition (Ready itself, kept first) wins. Only Ready is stamped with the
-/// current generation.
+/// condition in `lexicographicLess` order wins (Stalled if any, else Ready
+/// itself). Only Ready is stamped with the current generation here.
 fn summarize(hr: &Value, status: &mut Value, generation: i64, now: &str) {
     let test = &hr["spec"]["test"];
     let tests_on = test["enable"] == json!(true);
@@ -438,19 +444,20 @@ fn delete_condition(status: &mut Value, type_: &str) {
 }
 
 /// `replaceCondition`: the target takes the replacement's type, keeping its
-/// transition time.
-fn rename_condition(status: &mut Value, from: &str, to: &str, reason: &str) {
+/// transition time (`conditions.Set` still stamps the generation).
+fn rename_condition(status: &mut Value, from: &str, to: &str, reason: &str, generation: i64) {
     if let Some(c) = find_mut(status, from) {
         c["type"] = json!(to);
         c["reason"] = json!(reason);
         c["status"] = json!("True");
+        c["observedGeneration"] = json!(generation);
     }
     sort_conditions(status);
 }
 
-/// `conditions.Set`: replace or add, keep the transition time while the
-/// status stays, stamp the object's generation, keep Ready first and the
-/// rest ordered by type.
+/// `conditions.Set`: replace or add; the transition time stays while
+/// status, reason and message stay; the object's generation is always
+/// stamped; the list is kept in `lexicographicLess` order.
 fn set_condition(
     status: &mut Value,
     type_: &str,
@@ -468,7 +475,12 @@ fn set_condition(
     };
     let since = conditions
         .iter()
-        .find(|c| c["type"] == type_ && c["status"] == value)
+        .find(|c| {
+            c["type"] == type_
+                && c["status"] == value
+                && c["reason"] == reason
+                && c["message"] == message
+        })
         .and_then(|c| c["lastTransitionTime"].as_str())
         .unwrap_or(now)
         .to_string();
@@ -480,11 +492,22 @@ fn set_condition(
     sort_conditions(status);
 }
 
+/// `lexicographicLess`: Stalled, Reconciling, Ready first; then the newest
+/// observed generation first, then by type.
 fn sort_conditions(status: &mut Value) {
     if let Some(cs) = status["conditions"].as_array_mut() {
         cs.sort_by_key(|c| {
             let t = c["type"].as_str().unwrap_or_default().to_string();
-            (t != "Ready", t)
+            let weight = ["Stalled", "Reconciling", "Ready"]
+                .iter()
+                .position(|w| *w == t)
+                .unwrap_or(3);
+            let og = if weight < 3 {
+                0
+            } else {
+                -c["observedGeneration"].as_i64().unwrap_or(0)
+            };
+            (weight, og, t)
         });
     }
 }
@@ -784,9 +807,9 @@ fn latest_release(server: &FakeApiServer, hr: &Value) -> Option<LatestRelease> {
         .max_by_key(|r| r.version)
 }
 
-/// `checkDependencies`: the first `dependsOn` entry (namespace defaulting to
-/// the dependent's) that is missing, or not Ready=True at its current
-/// generation.
+/// `checkDependencies`: the error for the first `dependsOn` entry (namespace
+/// defaulting to the dependent's) that is missing, or not Ready=True at its
+/// current generation (`readyExpr` is not modelled).
 fn dependency_not_ready(server: &FakeApiServer, hr: &Value) -> Option<String> {
     let own_ns = hr["metadata"]["namespace"].as_str().unwrap_or_default();
     hr["spec"]["dependsOn"]
@@ -796,10 +819,13 @@ fn dependency_not_ready(server: &FakeApiServer, hr: &Value) -> Option<String> {
         .find_map(|d| {
             let ns = d["namespace"].as_str().unwrap_or(own_ns);
             let name = d["name"].as_str().unwrap_or_default();
-            let ready = server
-                .helmrelease(ns, name)
-                .is_some_and(|dep| is_ready_now(&dep));
-            (!ready).then(|| format!("{ns}/{name}"))
+            match server.helmrelease(ns, name) {
+                None => Some(format!("unable to get '{ns}/{name}' dependency: not found")),
+                Some(dep) if !is_ready_now(&dep) => {
+                    Some(format!("dependency '{ns}/{name}' is not ready"))
+                }
+                Some(_) => None,
+            }
         })
 }
 
@@ -1075,7 +1101,7 @@ mod tests {
             (
                 "dependency not ready",
                 hr(released.clone(), v1.clone(), false),
-                facts(deployed, Some("a/dep")),
+                facts(deployed, Some("dependency 'a/dep' is not ready")),
                 Outcome::DependencyNotReady,
                 Some(("False", "DependencyNotReady")),
             ),
@@ -1095,8 +1121,15 @@ mod tests {
             let og = if clean { 2 } else { 1 };
             assert_eq!(status["observedGeneration"], og, "{what}");
             let conditions = status["conditions"].as_array().unwrap();
-            assert_eq!(conditions[0]["type"], "Ready", "{what}: Ready first");
-            assert_eq!(conditions[0]["observedGeneration"], 2, "{what}");
+            let at = conditions
+                .iter()
+                .position(|c| c["type"] == "Ready")
+                .unwrap();
+            assert!(
+                conditions[..at].iter().all(|c| c["type"] == "Reconciling"),
+                "{what}: only Reconciling before Ready"
+            );
+            assert_eq!(conditions[at]["observedGeneration"], 2, "{what}");
             let reconciling = conditions.iter().any(|c| c["type"] == "Reconciling");
             assert_eq!(reconciling, !clean, "{what}: Reconciling");
         }
