@@ -57,6 +57,12 @@ pub struct Serve {
     /// Server-side cap on list `limit`.
     #[arg(long, value_name = "N")]
     pub page_size_cap: Option<usize>,
+    /// Run the helm-controller model (docs/fake-apiserver.md): every PERIOD
+    /// milliseconds, reconcile what its watch and requeues deliver; each
+    /// reconcile that writes, or that a watch event caused, is logged on
+    /// stderr. The seeded objects count as already handled.
+    #[arg(long, value_name = "PERIOD_MS", num_args = 0..=1, default_missing_value = "300")]
+    pub helm_controller: Option<u64>,
 }
 
 /// Parses `helmreleases=N,namespaces=M,pending-install=A,deployed-unknown=B,...`.
@@ -141,6 +147,69 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             .with_context(|| format!("writing ready file {}", path.display()))?;
     }
     println!("{}", server.url());
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        if let Some(period) = args.helm_controller {
+            let (server, stop) = (&server, &stop);
+            scope.spawn(move || helm_controller(server, period, stop));
+        }
+        let waited = wait_for_signal();
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        waited
+    })?;
+    drop(server);
+    Ok(())
+}
+
+/// The helm-controller model's loop for `--helm-controller`.
+fn helm_controller(server: &FakeApiServer, period_ms: u64, stop: &std::sync::atomic::AtomicBool) {
+    use fake_apiserver::controller::{HelmControllerModel, Trigger};
+    // Requeues after about 1.5 s, however short the period.
+    let passes = (1500 / period_ms.max(1)).saturating_sub(1) as u32;
+    let mut model = HelmControllerModel::with_requeue_passes(passes);
+    model.mark_handled(server);
+    // What was last logged per object: a requeue is logged only when its
+    // outcome or Ready changes.
+    let mut logged = std::collections::BTreeMap::new();
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        std::thread::sleep(std::time::Duration::from_millis(period_ms));
+        for r in model.reconcile_triggered(server) {
+            let line = format!(
+                "{:?}, {}",
+                r.outcome,
+                ready_of(server, &r.namespace, &r.name)
+            );
+            let key = (r.namespace.clone(), r.name.clone());
+            if r.trigger == Trigger::Requeue && logged.get(&key) == Some(&line) {
+                continue;
+            }
+            let written = if r.wrote { "" } else { " (nothing written)" };
+            eprintln!(
+                "helm-controller model: reconciled {}/{} on {:?}: {line}{written}",
+                r.namespace, r.name, r.trigger
+            );
+            logged.insert(key, line);
+        }
+    }
+}
+
+/// `Ready=<status> (<reason>)` of a HelmRelease, for the model's log.
+fn ready_of(server: &FakeApiServer, ns: &str, name: &str) -> String {
+    server
+        .helmrelease(ns, name)
+        .and_then(|hr| {
+            let cs = hr["status"]["conditions"].as_array()?.clone();
+            let c = cs.into_iter().find(|c| c["type"] == "Ready")?;
+            Some(format!(
+                "Ready={} ({})",
+                c["status"].as_str()?,
+                c["reason"].as_str()?
+            ))
+        })
+        .unwrap_or_else(|| "no Ready".into())
+}
+
+fn wait_for_signal() -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -151,9 +220,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             r = tokio::signal::ctrl_c() => r?,
         }
         anyhow::Ok(())
-    })?;
-    drop(server);
-    Ok(())
+    })
 }
 
 #[cfg(test)]
