@@ -42,18 +42,7 @@ fn a_selector_or_namespace_the_api_server_would_reject_is_exit_2_before_any_requ
         let mut cmd = cluster.std_cmd();
         cmd.args(args).envs(env.iter().copied());
         let out = cmd.output().expect("the binary runs");
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(
-            out.status.code(),
-            Some(2),
-            "{args:?} {env:?}: {}",
-            describe(&out)
-        );
-        assert!(
-            out.stdout.is_empty(),
-            "{args:?}: no report: {}",
-            describe(&out)
-        );
+        let stderr = usage_error(&out, &format!("{args:?} {env:?}"));
         assert!(
             stderr.contains(names),
             "{args:?} {env:?}: names {names:?}: {stderr}"

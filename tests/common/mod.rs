@@ -179,6 +179,22 @@ pub fn describe(output: &Output) -> String {
     )
 }
 
+/// Asserts a usage error (exit 2, no report on stdout) and returns stderr.
+pub fn usage_error(output: &Output, context: &str) -> String {
+    assert_eq!(
+        output.status.code(),
+        Some(2),
+        "{context}: {}",
+        describe(output)
+    );
+    assert!(
+        output.stdout.is_empty(),
+        "{context}: no report on bad usage: {}",
+        describe(output)
+    );
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
 /// stdout of a run.
 pub fn stdout(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
