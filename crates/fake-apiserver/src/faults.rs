@@ -42,6 +42,12 @@ pub enum FaultAction {
     /// Refuse with this code (429 or 503) and a `Retry-After: seconds`
     /// header (and `details.retryAfterSeconds`); nothing is applied.
     RespondRetryAfter { code: u16, seconds: u64 },
+    /// As the request filters in front of the handlers answer (API Priority
+    /// and Fairness and max-in-flight: 429 "Too many requests, please try
+    /// again later."): a plain-text body, not a `Status`, with
+    /// `Retry-After: seconds`; nothing is applied. kube's client reports it
+    /// as an `Api` error with reason "Failed to parse error data".
+    RespondPlainRetryAfter { code: u16, seconds: u64 },
     /// Before the request is handled, user [`OTHER_WRITER`] writes this JSON
     /// merge patch to the request's target object (same namespace and
     /// name) through the ordinary patch path: persisted, resourceVersion
@@ -189,6 +195,12 @@ impl Fault {
         self
     }
 
+    /// Refuse like the APF filter: plain text, `Retry-After: seconds`.
+    pub fn respond_plain_retry_after(mut self, code: u16, seconds: u64) -> Self {
+        self.action = FaultAction::RespondPlainRetryAfter { code, seconds };
+        self
+    }
+
     /// Another writer merge-patches the target first ([`FaultAction::ConcurrentWrite`]).
     pub fn concurrent_write(mut self, merge_patch: Value) -> Self {
         self.action = FaultAction::ConcurrentWrite(merge_patch);
@@ -298,7 +310,8 @@ impl Faults {
                 | FaultAction::Drop
                 | FaultAction::ApplyThenRespond(_)
                 | FaultAction::ApplyThenDrop
-                | FaultAction::RespondRetryAfter { .. }) => {
+                | FaultAction::RespondRetryAfter { .. }
+                | FaultAction::RespondPlainRetryAfter { .. }) => {
                     if v.action == FaultAction::Proceed {
                         v.action = a.clone();
                     }
@@ -334,6 +347,10 @@ pub struct ScenarioFault {
     /// With `respond`: add `Retry-After` and `details.retryAfterSeconds`.
     #[serde(default)]
     pub retry_after_seconds: Option<u64>,
+    /// With `respond` and `retryAfterSeconds`: a plain-text body as the
+    /// APF filter writes, not a `Status`.
+    #[serde(default)]
+    pub plain_text: bool,
     /// Apply, then answer this code (`true` = 504 `Timeout`).
     #[serde(default)]
     pub apply_then_respond: Option<CodeOrDefault>,
@@ -379,6 +396,10 @@ impl ScenarioFault {
             self.retry_after_seconds.is_none() || self.respond.is_some(),
             "retryAfterSeconds goes with respond"
         );
+        anyhow::ensure!(
+            !self.plain_text || self.retry_after_seconds.is_some(),
+            "plainText goes with respond and retryAfterSeconds"
+        );
         for p in [&self.concurrent_write, &self.concurrent_status_write]
             .into_iter()
             .flatten()
@@ -387,6 +408,7 @@ impl ScenarioFault {
         }
         if let Some(code) = self.respond {
             f = match self.retry_after_seconds {
+                Some(seconds) if self.plain_text => f.respond_plain_retry_after(code, seconds),
                 Some(seconds) => f.respond_retry_after(code, seconds),
                 None => f.respond(code),
             };

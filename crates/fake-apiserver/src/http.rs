@@ -394,6 +394,9 @@ async fn handle(
                 FaultAction::RespondRetryAfter { code, seconds } => {
                     retry_after_response(&ApiError::retry_after(code, seconds, def, &name), seconds)
                 }
+                FaultAction::RespondPlainRetryAfter { code, seconds } => {
+                    plain_retry_after_response(code, seconds)
+                }
                 FaultAction::ApplyThenDrop => {
                     let applied = handle(&rec);
                     let code = applied.status().as_u16();
@@ -444,6 +447,26 @@ fn retry_after_response(e: &ApiError, seconds: u64) -> Resp {
         r.headers_mut().insert("retry-after", v);
     }
     r
+}
+
+/// A refusal as the filters in front of kube-apiserver's handlers write it
+/// (`http.Error`): plain text, `Retry-After`, no `Status`.
+fn plain_retry_after_response(code: u16, seconds: u64) -> Resp {
+    let text = match code {
+        429 => "Too many requests, please try again later.".to_string(),
+        other => hyper::StatusCode::from_u16(other)
+            .ok()
+            .and_then(|c| c.canonical_reason())
+            .unwrap_or("injected fault")
+            .to_string(),
+    };
+    Response::builder()
+        .status(code)
+        .header("content-type", "text/plain; charset=utf-8")
+        .header("x-content-type-options", "nosniff")
+        .header("retry-after", seconds.to_string())
+        .body(Full::new(Bytes::from(format!("{text}\n"))))
+        .unwrap_or_else(|_| Response::new(Full::new(Bytes::new())))
 }
 
 /// The write of [`crate::faults::OTHER_WRITER`] just before `rec` is
