@@ -37,7 +37,9 @@ pub enum FaultAction {
     /// itself refuses (404, 409, 422...) gets that refusal, unchanged.
     ApplyThenRespond(u16),
     /// Handle (and persist) the request normally, then close the
-    /// connection without answering.
+    /// connection without answering (what kube-apiserver's timeout filter
+    /// does when the handler had begun its answer). A refusal by the server
+    /// is answered, unchanged.
     ApplyThenDrop,
     /// Refuse with this code (429 or 503) and a `Retry-After: seconds`
     /// header (and `details.retryAfterSeconds`); nothing is applied.

@@ -539,6 +539,49 @@ fn kubectl_sees_the_504_while_the_patch_landed() {
 }
 
 #[test]
+fn kubectl_gets_no_answer_while_the_patch_landed_and_does_not_resend_it() {
+    let s = server();
+    let k = Kubectl::new(&s, "admin", "1.33");
+    s.add_fault(
+        Fault::on("PATCH", "helmreleases", None)
+            .times(1)
+            .apply_then_drop(),
+    );
+    let err = k.fails(&[
+        "patch",
+        "helmrelease",
+        "web",
+        "-n",
+        "apps",
+        "--type",
+        "merge",
+        "-p",
+        r#"{"spec":{"suspend":true}}"#,
+    ]);
+    assert!(
+        !err.contains("Error from server"),
+        "no Status reached kubectl: {err}"
+    );
+    assert_eq!(
+        k.ok(&[
+            "get",
+            "helmrelease",
+            "web",
+            "-n",
+            "apps",
+            "-o",
+            "jsonpath={.spec.suspend}"
+        ]),
+        "true"
+    );
+    assert_eq!(
+        patch_log(&s),
+        vec![entry("admin", 0, Some("applied 200, dropped"))],
+        "client-go re-sends no PATCH after a lost connection"
+    );
+}
+
+#[test]
 fn kubectl_meets_the_concurrent_writers_409_and_honours_retry_after() {
     let s = server();
     let k = Kubectl::new(&s, "admin", "1.33");
@@ -611,6 +654,8 @@ fn scenario_keys_build_each_new_action() {
     )
     .unwrap();
     let actions: Vec<FaultAction> = faults.into_iter().map(|f| f.action).collect();
+    let applies: Vec<bool> = actions.iter().map(FaultAction::applies).collect();
+    assert_eq!(applies, vec![true, true, true, false, false, true, true]);
     assert_eq!(
         actions,
         vec![
