@@ -1,19 +1,26 @@
 //! Fault injection: fail, delay or drop chosen requests, and run hooks when
-//! they arrive.
+//! they arrive; apply a write and then hide the answer (an error or a dropped
+//! connection); refuse with `Retry-After`; let another writer change the
+//! target object just before the request is handled.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use serde::Deserialize;
+use serde_json::Value;
 
 use crate::log::RecordedRequest;
 
 /// A callback run synchronously when a matching request arrives.
 pub type Hook = Arc<dyn Fn(&RecordedRequest) + Send + Sync>;
 
+/// The user and field manager of the concurrent writer
+/// ([`FaultAction::ConcurrentWrite`]), as shown in the request log.
+pub const OTHER_WRITER: &str = "other-writer";
+
 /// What a triggered fault does after its hook (if any).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FaultAction {
     /// Handle the request normally (hook-only faults).
     Proceed,
@@ -23,6 +30,58 @@ pub enum FaultAction {
     Delay(Duration),
     /// Close the connection without answering; nothing is applied.
     Drop,
+    /// Handle (and persist) the request normally, then answer a real-shaped
+    /// `Status` with this code instead of the result. 504 is the `Timeout`
+    /// kube-apiserver sends when its request deadline beats the storage
+    /// write ([`crate::ApiError::request_timeout`]). A request the server
+    /// itself refuses (404, 409, 422...) gets that refusal, unchanged.
+    ApplyThenRespond(u16),
+    /// Handle (and persist) the request normally, then close the
+    /// connection without answering (what kube-apiserver's timeout filter
+    /// does when the handler had begun its answer). A refusal by the server
+    /// is answered, unchanged.
+    ApplyThenDrop,
+    /// Refuse with this code (429 or 503) and a `Retry-After: seconds`
+    /// header (and `details.retryAfterSeconds`); nothing is applied.
+    RespondRetryAfter { code: u16, seconds: u64 },
+    /// As the request filters in front of the handlers answer (API Priority
+    /// and Fairness and max-in-flight: 429 "Too many requests, please try
+    /// again later."): a plain-text body, not a `Status`, with
+    /// `Retry-After: seconds`; nothing is applied. kube's client reports it
+    /// as an `Api` error with reason "Failed to parse error data".
+    RespondPlainRetryAfter { code: u16, seconds: u64 },
+    /// Before the request is handled, user [`OTHER_WRITER`] writes this JSON
+    /// merge patch to the request's target object (same namespace and
+    /// name) through the ordinary patch path: persisted, resourceVersion
+    /// bumped, logged as its own request. Then the request is handled
+    /// normally.
+    ConcurrentWrite(Value),
+    /// As [`FaultAction::ConcurrentWrite`], to the `status` subresource.
+    ConcurrentStatusWrite(Value),
+}
+
+impl FaultAction {
+    /// Whether the request is still handled (and persisted) normally.
+    pub fn applies(&self) -> bool {
+        matches!(
+            self,
+            FaultAction::Proceed
+                | FaultAction::Delay(_)
+                | FaultAction::ApplyThenRespond(_)
+                | FaultAction::ApplyThenDrop
+                | FaultAction::ConcurrentWrite(_)
+                | FaultAction::ConcurrentStatusWrite(_)
+        )
+    }
+}
+
+/// A write another client makes just before a matched request is handled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OtherWrite {
+    /// A JSON merge patch.
+    pub patch: Value,
+    /// Written to the `status` subresource.
+    pub status: bool,
 }
 
 /// A matcher (method, resource, subresource, namespace, name, which
@@ -115,6 +174,47 @@ impl Fault {
         self
     }
 
+    /// Apply the request, then answer `code` ([`FaultAction::ApplyThenRespond`]).
+    pub fn apply_then_respond(mut self, code: u16) -> Self {
+        self.action = FaultAction::ApplyThenRespond(code);
+        self
+    }
+
+    /// Apply the request, then answer kube-apiserver's 504 `Timeout`.
+    pub fn apply_then_timeout(self) -> Self {
+        self.apply_then_respond(504)
+    }
+
+    /// Apply the request, then close the connection unanswered.
+    pub fn apply_then_drop(mut self) -> Self {
+        self.action = FaultAction::ApplyThenDrop;
+        self
+    }
+
+    /// Refuse with `code` and `Retry-After: seconds`; nothing applied.
+    pub fn respond_retry_after(mut self, code: u16, seconds: u64) -> Self {
+        self.action = FaultAction::RespondRetryAfter { code, seconds };
+        self
+    }
+
+    /// Refuse like the APF filter: plain text, `Retry-After: seconds`.
+    pub fn respond_plain_retry_after(mut self, code: u16, seconds: u64) -> Self {
+        self.action = FaultAction::RespondPlainRetryAfter { code, seconds };
+        self
+    }
+
+    /// Another writer merge-patches the target first ([`FaultAction::ConcurrentWrite`]).
+    pub fn concurrent_write(mut self, merge_patch: Value) -> Self {
+        self.action = FaultAction::ConcurrentWrite(merge_patch);
+        self
+    }
+
+    /// Another writer merge-patches the target's `status` first.
+    pub fn concurrent_status_write(mut self, merge_patch: Value) -> Self {
+        self.action = FaultAction::ConcurrentStatusWrite(merge_patch);
+        self
+    }
+
     pub fn hook(mut self, hook: Hook) -> Self {
         self.hook = Some(hook);
         self
@@ -147,7 +247,10 @@ pub struct ArmedFault {
 pub struct Verdict {
     pub hooks: Vec<Hook>,
     pub delay: Duration,
-    /// `Respond`, `Drop` or `Proceed`.
+    /// Writes another client makes first, in the order of the faults.
+    pub other_writes: Vec<OtherWrite>,
+    /// The first matching answer-shaping action (`Respond`, `Drop`,
+    /// `ApplyThen...`, `RespondRetryAfter`), or `Proceed`.
     pub action: FaultAction,
 }
 
@@ -173,6 +276,7 @@ impl Faults {
         let mut v = Verdict {
             hooks: Vec::new(),
             delay: Duration::ZERO,
+            other_writes: Vec::new(),
             action: FaultAction::Proceed,
         };
         for armed in &mut self.0 {
@@ -193,12 +297,25 @@ impl Faults {
             if let Some(h) = &armed.fault.hook {
                 v.hooks.push(h.clone());
             }
-            match armed.fault.action {
-                FaultAction::Delay(d) => v.delay += d,
+            match &armed.fault.action {
+                FaultAction::Delay(d) => v.delay += *d,
                 FaultAction::Proceed => {}
-                a @ (FaultAction::Respond(_) | FaultAction::Drop) => {
+                FaultAction::ConcurrentWrite(p) => v.other_writes.push(OtherWrite {
+                    patch: p.clone(),
+                    status: false,
+                }),
+                FaultAction::ConcurrentStatusWrite(p) => v.other_writes.push(OtherWrite {
+                    patch: p.clone(),
+                    status: true,
+                }),
+                a @ (FaultAction::Respond(_)
+                | FaultAction::Drop
+                | FaultAction::ApplyThenRespond(_)
+                | FaultAction::ApplyThenDrop
+                | FaultAction::RespondRetryAfter { .. }
+                | FaultAction::RespondPlainRetryAfter { .. }) => {
                     if v.action == FaultAction::Proceed {
-                        v.action = a;
+                        v.action = a.clone();
                     }
                 }
             }
@@ -229,6 +346,33 @@ pub struct ScenarioFault {
     pub delay_ms: Option<u64>,
     #[serde(default)]
     pub drop: bool,
+    /// With `respond`: add `Retry-After` and `details.retryAfterSeconds`.
+    #[serde(default)]
+    pub retry_after_seconds: Option<u64>,
+    /// With `respond` and `retryAfterSeconds`: a plain-text body as the
+    /// APF filter writes, not a `Status`.
+    #[serde(default)]
+    pub plain_text: bool,
+    /// Apply, then answer this code (`true` = 504 `Timeout`).
+    #[serde(default)]
+    pub apply_then_respond: Option<CodeOrDefault>,
+    /// Apply, then drop the connection.
+    #[serde(default)]
+    pub apply_then_drop: bool,
+    /// A merge patch another writer applies to the target first.
+    #[serde(default)]
+    pub concurrent_write: Option<Value>,
+    /// A merge patch another writer applies to the target's `status` first.
+    #[serde(default)]
+    pub concurrent_status_write: Option<Value>,
+}
+
+/// `applyThenRespond: 503` or `applyThenRespond: true` (504).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum CodeOrDefault {
+    Code(u16),
+    Default(bool),
 }
 
 impl ScenarioFault {
@@ -240,13 +384,48 @@ impl ScenarioFault {
         f.times = self.times;
         let actions = usize::from(self.respond.is_some())
             + usize::from(self.delay_ms.is_some())
-            + usize::from(self.drop);
+            + usize::from(self.drop)
+            + usize::from(self.apply_then_respond.is_some())
+            + usize::from(self.apply_then_drop)
+            + usize::from(self.concurrent_write.is_some())
+            + usize::from(self.concurrent_status_write.is_some());
         anyhow::ensure!(
             actions <= 1,
-            "a scenario fault takes at most one of respond, delayMs, drop"
+            "a scenario fault takes at most one of respond, delayMs, drop, applyThenRespond, \
+             applyThenDrop, concurrentWrite, concurrentStatusWrite"
         );
+        anyhow::ensure!(
+            self.retry_after_seconds.is_none() || self.respond.is_some(),
+            "retryAfterSeconds goes with respond"
+        );
+        anyhow::ensure!(
+            !self.plain_text || self.retry_after_seconds.is_some(),
+            "plainText goes with respond and retryAfterSeconds"
+        );
+        for p in [&self.concurrent_write, &self.concurrent_status_write]
+            .into_iter()
+            .flatten()
+        {
+            anyhow::ensure!(p.is_object(), "a concurrent write is a merge patch object");
+        }
         if let Some(code) = self.respond {
-            f = f.respond(code);
+            f = match self.retry_after_seconds {
+                Some(seconds) if self.plain_text => f.respond_plain_retry_after(code, seconds),
+                Some(seconds) => f.respond_retry_after(code, seconds),
+                None => f.respond(code),
+            };
+        } else if let Some(a) = self.apply_then_respond {
+            f = match a {
+                CodeOrDefault::Code(code) => f.apply_then_respond(code),
+                CodeOrDefault::Default(true) => f.apply_then_timeout(),
+                CodeOrDefault::Default(false) => f,
+            };
+        } else if self.apply_then_drop {
+            f = f.apply_then_drop();
+        } else if let Some(p) = self.concurrent_write {
+            f = f.concurrent_write(p);
+        } else if let Some(p) = self.concurrent_status_write {
+            f = f.concurrent_status_write(p);
         } else if let Some(ms) = self.delay_ms {
             f = f.delay(Duration::from_millis(ms));
         } else if self.drop {

@@ -322,6 +322,7 @@ async fn handle(
         field_manager: query.get("fieldManager").cloned(),
         request_bytes: body.len(),
         response_bytes: 0,
+        fault: None,
     };
     if !body.is_empty() {
         match serde_json::from_slice::<Value>(&body) {
@@ -365,31 +366,66 @@ async fn handle(
             if !verdict.delay.is_zero() {
                 tokio::time::sleep(verdict.delay).await;
             }
+            for w in &verdict.other_writes {
+                other_write(&state, &route, &mut rec, w);
+            }
+            let def = match &route {
+                Route::Resource { def, .. } => Some(*def),
+                _ => None,
+            };
+            let name = rec.name.clone().unwrap_or_default();
+            let handle = |rec: &RecordedRequest| {
+                dispatch(
+                    &state,
+                    user,
+                    &route,
+                    rec,
+                    &accept,
+                    content_type.as_deref(),
+                    &body,
+                )
+            };
             match verdict.action {
                 FaultAction::Drop => {
                     state.log.push(rec);
                     return Err(Dropped);
                 }
-                FaultAction::Respond(code) => {
-                    let def = match &route {
-                        Route::Resource { def, .. } => Some(*def),
-                        _ => None,
-                    };
-                    error_response(&ApiError::for_code(
-                        code,
-                        def,
-                        rec.name.as_deref().unwrap_or_default(),
-                    ))
+                FaultAction::Respond(code) => error_response(&ApiError::for_code(code, def, &name)),
+                FaultAction::RespondRetryAfter { code, seconds } => {
+                    retry_after_response(&ApiError::retry_after(code, seconds, def, &name), seconds)
                 }
-                FaultAction::Proceed | FaultAction::Delay(_) => dispatch(
-                    &state,
-                    user,
-                    &route,
-                    &rec,
-                    &accept,
-                    content_type.as_deref(),
-                    &body,
-                ),
+                FaultAction::RespondPlainRetryAfter { code, seconds } => {
+                    plain_retry_after_response(code, seconds)
+                }
+                FaultAction::ApplyThenDrop => {
+                    let applied = handle(&rec);
+                    let code = applied.status().as_u16();
+                    if is_success(code) {
+                        rec.fault = Some(format!("applied {code}, dropped"));
+                        state.log.push(rec);
+                        return Err(Dropped);
+                    }
+                    applied
+                }
+                FaultAction::ApplyThenRespond(answer) => {
+                    let applied = handle(&rec);
+                    let code = applied.status().as_u16();
+                    if is_success(code) {
+                        rec.fault = Some(format!("applied {code}, answered {answer}"));
+                        let e = if answer == 504 {
+                            ApiError::request_timeout()
+                        } else {
+                            ApiError::for_code(answer, def, &name)
+                        };
+                        error_response(&e)
+                    } else {
+                        applied
+                    }
+                }
+                FaultAction::Proceed
+                | FaultAction::Delay(_)
+                | FaultAction::ConcurrentWrite(_)
+                | FaultAction::ConcurrentStatusWrite(_) => handle(&rec),
             }
         }
     };
@@ -399,6 +435,124 @@ async fn handle(
         .unwrap_or(0) as usize;
     state.log.push(rec);
     Ok(resp)
+}
+
+fn is_success(code: u16) -> bool {
+    (200..300).contains(&code)
+}
+
+fn retry_after_response(e: &ApiError, seconds: u64) -> Resp {
+    let mut r = error_response(e);
+    if let Ok(v) = hyper::header::HeaderValue::from_str(&seconds.to_string()) {
+        r.headers_mut().insert("retry-after", v);
+    }
+    r
+}
+
+/// A refusal as the filters in front of kube-apiserver's handlers write it
+/// (`http.Error`): plain text, `Retry-After`, no `Status`.
+fn plain_retry_after_response(code: u16, seconds: u64) -> Resp {
+    let text = match code {
+        429 => "Too many requests, please try again later.".to_string(),
+        other => hyper::StatusCode::from_u16(other)
+            .ok()
+            .and_then(|c| c.canonical_reason())
+            .unwrap_or("injected fault")
+            .to_string(),
+    };
+    Response::builder()
+        .status(code)
+        .header("content-type", "text/plain; charset=utf-8")
+        .header("x-content-type-options", "nosniff")
+        .header("retry-after", seconds.to_string())
+        .body(Full::new(Bytes::from(format!("{text}\n"))))
+        .unwrap_or_else(|_| Response::new(Full::new(Bytes::new())))
+}
+
+/// The write of [`crate::faults::OTHER_WRITER`] just before `rec` is
+/// handled: a merge patch on the same object through the ordinary patch
+/// path, logged as its own request. It takes `rec`'s place in the arrival
+/// order and `rec` is numbered after it.
+fn other_write(
+    state: &State,
+    route: &Route,
+    rec: &mut RecordedRequest,
+    w: &crate::faults::OtherWrite,
+) {
+    let Route::Resource { def, namespace, .. } = route else {
+        return;
+    };
+    let name = rec.name.clone().or_else(|| {
+        rec.body
+            .as_ref()
+            .and_then(|b| b.pointer("/metadata/name"))
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    });
+    let Some(name) = name else {
+        return;
+    };
+    let body = serde_json::to_vec(&w.patch).unwrap_or_default();
+    let content_type = "application/merge-patch+json";
+    let result = state.patch(
+        def,
+        namespace.as_deref(),
+        &name,
+        w.status,
+        content_type,
+        &body,
+        false,
+    );
+    let status = match &result {
+        Ok(written) => written.code,
+        Err(e) => e.code,
+    };
+    let subresource = w.status.then(|| "status".to_string());
+    let mut path = if def.group.is_empty() {
+        format!("/api/{}", def.version)
+    } else {
+        format!("/apis/{}/{}", def.group, def.version)
+    };
+    if let Some(ns) = namespace {
+        path = format!("{path}/namespaces/{ns}");
+    }
+    path = format!("{path}/{}/{name}", def.plural);
+    if let Some(s) = &subresource {
+        path = format!("{path}/{s}");
+    }
+    let mut query = std::collections::BTreeMap::new();
+    query.insert(
+        "fieldManager".to_string(),
+        crate::faults::OTHER_WRITER.to_string(),
+    );
+    let other = RecordedRequest {
+        seq: rec.seq,
+        method: "PATCH".into(),
+        path,
+        query,
+        content_type: Some(content_type.into()),
+        user: crate::faults::OTHER_WRITER.into(),
+        body: Some(w.patch.clone()),
+        raw_body: None,
+        status,
+        verb: "patch".into(),
+        group: def.group.into(),
+        version: def.version.into(),
+        resource: Some(def.plural.into()),
+        subresource,
+        namespace: namespace.clone(),
+        name: Some(name),
+        dry_run: false,
+        field_manager: Some(crate::faults::OTHER_WRITER.into()),
+        request_bytes: body.len(),
+        response_bytes: 0,
+        fault: Some(format!(
+            "concurrent write by {}",
+            crate::faults::OTHER_WRITER
+        )),
+    };
+    state.log.push(other);
+    rec.seq = state.seq.fetch_add(1, Ordering::SeqCst) + 1;
 }
 
 fn dispatch(

@@ -39,6 +39,11 @@ pub struct RecordedRequest {
     pub field_manager: Option<String>,
     pub request_bytes: usize,
     pub response_bytes: usize,
+    /// What an injected fault did to this request, when it changed what
+    /// the client was told: e.g. `applied 200, answered 504`,
+    /// `applied 200, dropped`, `concurrent write by other-writer`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fault: Option<String>,
 }
 
 impl RecordedRequest {

@@ -199,6 +199,33 @@ impl ApiError {
         Self::new(500, "InternalError", message)
     }
 
+    /// The 504 kube-apiserver answers when a request's deadline (the
+    /// `--request-timeout` of the server, or the client's `timeout`) passes
+    /// before the handler finished. The write may have been committed.
+    pub fn request_timeout() -> Self {
+        ApiError {
+            details: Some(json!({})),
+            ..Self::new(
+                504,
+                "Timeout",
+                "Timeout: request did not complete within requested timeout - context deadline exceeded",
+            )
+        }
+    }
+
+    /// A refusal with a `Retry-After` hint (429, 503, or any code): the
+    /// `for_code` shape with `details.retryAfterSeconds` set.
+    pub fn retry_after(code: u16, seconds: u64, def: Option<&ResourceDef>, name: &str) -> Self {
+        let mut e = Self::for_code(code, def, name);
+        let mut d = match e.details.take() {
+            Some(Value::Object(m)) => m,
+            _ => serde_json::Map::new(),
+        };
+        d.insert("retryAfterSeconds".into(), json!(seconds));
+        e.details = Some(Value::Object(d));
+        e
+    }
+
     /// The shape the real server uses for a given code, for injected faults.
     pub fn for_code(code: u16, def: Option<&ResourceDef>, name: &str) -> Self {
         let qualified = def.map(|d| d.qualified()).unwrap_or_default();
