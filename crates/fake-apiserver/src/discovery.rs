@@ -1,9 +1,16 @@
 //! Legacy (unaggregated) discovery documents: `/version`, `/api`, `/api/v1`,
-//! `/apis`, `/apis/<group>`, `/apis/<group>/<version>`.
+//! `/apis`, `/apis/<group>`, `/apis/<group>/<version>`; the served
+//! resources plus the access reviews of `authorization.k8s.io/v1`.
 
 use serde_json::{Value, json};
 
+use crate::access_review;
 use crate::resources::{ALL, GROUPS, ResourceDef};
+
+/// Every served group/version (other than core v1), in discovery order.
+fn groups() -> impl Iterator<Item = &'static (&'static str, &'static str)> {
+    GROUPS.iter().chain(&[("authorization.k8s.io", "v1")])
+}
 
 pub fn version() -> Value {
     json!({
@@ -40,12 +47,12 @@ pub fn api_group_list() -> Value {
     json!({
         "kind": "APIGroupList",
         "apiVersion": "v1",
-        "groups": GROUPS.iter().map(|(g, v)| group_value(g, v)).collect::<Vec<_>>()
+        "groups": groups().map(|(g, v)| group_value(g, v)).collect::<Vec<_>>()
     })
 }
 
 pub fn api_group(group: &str) -> Option<Value> {
-    let (g, v) = GROUPS.iter().find(|(g, _)| *g == group)?;
+    let (g, v) = groups().find(|(g, _)| *g == group)?;
     let mut doc = group_value(g, v);
     if let Some(m) = doc.as_object_mut() {
         m.insert("kind".into(), json!("APIGroup"));
@@ -55,7 +62,9 @@ pub fn api_group(group: &str) -> Option<Value> {
 }
 
 fn verbs(def: &ResourceDef) -> Vec<&'static str> {
-    if def.plural == "namespaces" {
+    if def.group == "authorization.k8s.io" {
+        vec!["create"]
+    } else if def.plural == "namespaces" {
         vec!["get", "list"]
     } else {
         vec!["create", "delete", "get", "list", "patch", "update"]
@@ -66,6 +75,7 @@ fn verbs(def: &ResourceDef) -> Vec<&'static str> {
 pub fn resource_list(group: &str, version: &str) -> Option<Value> {
     let defs: Vec<&ResourceDef> = ALL
         .iter()
+        .chain(access_review::DEFS)
         .filter(|d| d.group == group && d.version == version)
         .collect();
     if defs.is_empty() {

@@ -118,7 +118,9 @@ fn route(path: &str, server_address: &str) -> Route {
     if rest.len() > 5 || (namespace.is_none() && rest.len() > 3) {
         return not_found(group, version);
     }
-    let Some(def) = resources::by_plural(group, version, plural) else {
+    let Some(def) = resources::by_plural(group, version, plural)
+        .or_else(|| crate::access_review::by_plural(group, version, plural))
+    else {
         return not_found(group, version);
     };
     if (def.namespaced && namespace.is_none() && name.is_some())
@@ -617,6 +619,12 @@ fn dispatch(
             }
             return error_response(&e);
         }
+    }
+    if let Some(review) = crate::access_review::answer(state, user, def, rec, content_type, body) {
+        return review.map_or_else(
+            |e| error_response(&e),
+            |(code, v)| json_response(code, serde_json::to_vec(&v).unwrap_or_default(), &[]),
+        );
     }
     match resource_op(
         state,

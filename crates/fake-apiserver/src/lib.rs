@@ -9,6 +9,7 @@
 //! # drop(kubeconfig);
 //! ```
 
+mod access_review;
 mod cel;
 pub mod controller;
 mod discovery;
