@@ -6,10 +6,11 @@
 //! the fixed path kube reads.
 //!
 //! The files are put there only for the binary: it runs under
-//! `unshare --mount --propagation private`, which mounts a tmpfs over
-//! `/run` when the path does not exist (this machine has none) and binds a
-//! temp dir over it. That needs root (or CAP_SYS_ADMIN); without it the
-//! tests fail and say so, they never skip.
+//! `unshare --user --map-root-user --mount --propagation private`, which
+//! mounts a tmpfs over `/run` when the path does not exist (this machine has
+//! none) and binds a temp dir over it. That needs user namespaces (allowed
+//! here, also to non-root users on most distributions) or root; without
+//! them the tests fail and say so, they never skip.
 
 mod common;
 
@@ -62,7 +63,19 @@ fn run_in_pod(cluster: &Cluster, sa_dir: &Path, args: &[&str]) -> Output {
         .find(|p| Path::new(p).exists())
         .expect("unshare (util-linux) is needed to give the binary a pod's file system");
     let out = Command::new(unshare)
-        .args(["--mount", "--propagation", "private", "--", "/bin/sh", "-c"])
+        // A user namespace of its own (mapped to root inside) owns the new
+        // mount namespace, so this works without root where unprivileged
+        // user namespaces are allowed, as well as for root.
+        .args([
+            "--user",
+            "--map-root-user",
+            "--mount",
+            "--propagation",
+            "private",
+            "--",
+            "/bin/sh",
+            "-c",
+        ])
         .arg(WRAPPER)
         .arg("sh")
         .arg(sa_dir)
@@ -79,7 +92,7 @@ fn run_in_pod(cluster: &Cluster, sa_dir: &Path, args: &[&str]) -> Output {
     assert!(
         stderr.contains(MOUNTED),
         "could not give the binary the service account files at {SA_PATH} \
-         (unshare --mount and mount need root or CAP_SYS_ADMIN): status {:?}\n{stderr}",
+         (unshare --user --map-root-user --mount needs user namespaces, or root): status {:?}\n{stderr}",
         out.status.code()
     );
     assert!(
