@@ -451,8 +451,7 @@ pub const TABLE: [Row; 20] = [
     },
     Row {
         reason: Reason::AlreadyCorrected,
-        when: "history[0] deployed, our auto-corrected-at annotation at or after Ready's \
-               last transition or younger than --cooldown",
+        when: "history[0] deployed, our auto-corrected-at annotation younger than --cooldown",
         branch: None,
         test: |f| {
             let Some(_) = f.deployed_head() else {
@@ -461,14 +460,11 @@ pub const TABLE: [Row; 20] = [
             let Some(corrected) = f.annotation_time(annotations::AUTO_CORRECTED_AT) else {
                 return failed("no (RFC 3339) auto-corrected-at annotation".to_string());
             };
-            let after_ready = f.ready_since.is_some_and(|r| corrected >= r);
-            let young = younger_than(corrected, f.now, f.config.cooldown);
             check(
-                after_ready || young,
+                younger_than(corrected, f.now, f.config.cooldown),
                 format!(
-                    "corrected at {} ({} Ready's last transition; {} ago, cooldown {})",
+                    "corrected at {} ({} ago, cooldown {})",
                     rfc3339(corrected),
-                    if after_ready { "at or after" } else { "before" },
                     format_age(f.now.signed_duration_since(corrected)),
                     format_duration(f.config.cooldown),
                 ),

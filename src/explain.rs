@@ -11,13 +11,15 @@ use std::fmt::Write as _;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::config::Config;
 use crate::decide::{Facts, LatestRevision, ReleaseRef, Storage, StorageFact, Walked, walk};
 use crate::error::Error;
-use crate::execute::correct_status::{annotation_patch, corrected_status};
+use crate::execute::correct_status::{annotation_patch, status_patch};
+use crate::execute::repair::clear_marker_patch;
 use crate::execute::toggle_suspend::{resume_patch, suspend_patch};
+use crate::execute::write::with_resource_version as rv;
 use crate::exit::ExitCode;
 use crate::kube_io::{self, HelmReleases, ListFailure, storage};
 use crate::model::{Branch, DryRun, Reason, annotations};
@@ -205,26 +207,18 @@ pub fn patches(view: &HelmReleaseView, branch: Branch, now: DateTime<Utc>) -> Ve
     };
     match branch {
         Branch::CorrectStatus => vec![
-            object(annotation_patch(view, now)),
+            object(rv(annotation_patch(now), &view.resource_version)),
             PatchRecord {
                 subresource: "status",
-                body: json!({
-                    "metadata": {"resourceVersion": FROM_PREVIOUS_ANSWER},
-                    "status": corrected_status(view, now),
-                }),
+                body: rv(status_patch(view, now), FROM_PREVIOUS_ANSWER),
             },
         ],
         Branch::ToggleSuspend => vec![
-            object(suspend_patch(&view.resource_version, now)),
-            object(resume_patch(FROM_PREVIOUS_ANSWER, now)),
+            object(rv(suspend_patch(now), &view.resource_version)),
+            object(rv(resume_patch(now), FROM_PREVIOUS_ANSWER)),
         ],
-        Branch::Resume => vec![object(resume_patch(&view.resource_version, now))],
-        Branch::ClearMarker => vec![object(json!({
-            "metadata": {
-                "resourceVersion": view.resource_version,
-                "annotations": {annotations::SUSPENDED_AT: null},
-            },
-        }))],
+        Branch::Resume => vec![object(rv(resume_patch(now), &view.resource_version))],
+        Branch::ClearMarker => vec![object(rv(clear_marker_patch(), &view.resource_version))],
     }
 }
 
@@ -348,7 +342,8 @@ pub async fn run_explain(config: &Config, target: &Target) -> Result<Explanation
     )
     .await
     .map_err(|_| timed_out())?
-    .map_err(read_error)?;
+    .map_err(read_error)?
+    .read;
     // Client dry run: explain never writes.
     let api = HelmReleases::new(client.clone(), DryRun::Client);
     let json = match tokio::time::timeout_at(deadline, api.get(&target.namespace, &target.name))

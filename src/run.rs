@@ -27,7 +27,7 @@ use crate::report::Report;
 #[derive(Clone, Default)]
 pub struct Interrupt {
     token: CancellationToken,
-    signal: Arc<OnceLock<ExitCode>>,
+    signal: Arc<OnceLock<(ExitCode, Instant)>>,
 }
 
 impl Interrupt {
@@ -37,20 +37,29 @@ impl Interrupt {
 
     /// Records a signal (the first one wins) and cancels the run.
     pub fn trigger(&self, code: ExitCode) {
-        let _ = self.signal.set(code);
+        let _ = self.signal.set((code, Instant::now()));
         self.token.cancel();
     }
 
     /// The exit code of the signal received, if any.
     pub fn signal(&self) -> Option<ExitCode> {
-        self.signal.get().copied()
+        self.signal.get().map(|(code, _)| *code)
+    }
+
+    /// When the first signal arrived, if one did.
+    pub fn signalled_at(&self) -> Option<Instant> {
+        self.signal.get().map(|(_, at)| *at)
     }
 
     pub fn token(&self) -> CancellationToken {
         self.token.clone()
     }
 
-    /// Listens for SIGTERM and SIGINT in the background.
+    /// Listens for SIGTERM and SIGINT in the background. The first signal
+    /// cancels the run (what this run suspended is still resumed, for at
+    /// most [`crate::execute::SIGNAL_BUDGET`]); a second one, of either
+    /// kind, ends the process at once with its own exit code — what is left
+    /// suspended is healed by the next run (`interrupted-toggle`).
     pub fn listen(&self) {
         use tokio::signal::unix::{SignalKind, signal};
         for (kind, code) in [
@@ -61,7 +70,14 @@ impl Interrupt {
                 Ok(mut stream) => {
                     let this = self.clone();
                     tokio::spawn(async move {
-                        if stream.recv().await.is_some() {
+                        while stream.recv().await.is_some() {
+                            if this.signal().is_some() {
+                                tracing::warn!(
+                                    exit_code = code.code(),
+                                    "second signal: stopping at once; the next run resumes what is left suspended"
+                                );
+                                std::process::exit(code.code());
+                            }
                             tracing::warn!(
                                 exit_code = code.code(),
                                 "signal received: starting nothing new, resuming what this run suspended"
@@ -84,8 +100,8 @@ pub async fn run(config: &Config, interrupt: &Interrupt) -> Report {
         kube_io::connect(config.kubeconfig.as_deref(), config.context.as_deref()),
     )
     .await;
-    let client = match connected {
-        Ok(Ok(client)) => client,
+    let clients = match connected {
+        Ok(Ok(clients)) => clients,
         Ok(Err(error)) => return list_failed(&error, 0, config, interrupt),
         Err(_) => {
             let error = Error::ListTimedOut {
@@ -94,17 +110,18 @@ pub async fn run(config: &Config, interrupt: &Interrupt) -> Report {
             return list_failed(&error, 0, config, interrupt);
         }
     };
-    run_with_client(client, config, interrupt, deadline).await
+    run_with_client(clients, config, interrupt, deadline).await
 }
 
 /// Runs against a given client (the tests' seam).
 pub async fn run_with_client(
-    client: kube::Client,
+    clients: kube_io::Clients,
     config: &Config,
     interrupt: &Interrupt,
     deadline: Instant,
 ) -> Report {
     let now = Utc::now();
+    let client = clients.read.clone();
     let api = HelmReleases::new(client.clone(), config.dry_run);
     let cancel = interrupt.token();
 
@@ -149,7 +166,7 @@ pub async fn run_with_client(
         report.finish(interrupt.signal());
         return report;
     }
-    let executor = Executor::new(client, config, deadline, cancel);
+    let executor = Executor::new(&clients, config, deadline, interrupt);
     let not_started = executor.execute(&plan, &mut report).await;
     if not_started > 0 && interrupt.signal().is_none() {
         tracing::warn!("the run's deadline (--timeout) passed before every action started");

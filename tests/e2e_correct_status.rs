@@ -216,8 +216,8 @@ fn failed_rollback_is_failed_with_both_errors() {
     cluster.seed(stuck_deployed("apps", "web"));
     cluster.add_fault(Fault::on("PATCH", "helmreleases", Some("status")).respond(500));
     // The first main-resource PATCH (annotation) succeeds, the second
-    // (revert) fails.
-    cluster.add_fault(Fault::on("PATCH", "helmreleases", None).nth(2).respond(500));
+    // (revert) is refused (403: final, not retried).
+    cluster.add_fault(Fault::on("PATCH", "helmreleases", None).nth(2).respond(403));
 
     let out = cluster.run(&["-o", "json"]);
     assert_eq!(out.status.code(), Some(3), "{}", describe(&out));

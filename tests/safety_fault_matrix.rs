@@ -11,15 +11,14 @@
 //! and the first run's exit code and report name the failure (or the write
 //! was retried and the action succeeded).
 //!
-//! One residue is allowed, and only in one kind of cell: a second-round
-//! cell that fails the rollback of a correction whose status patch failed.
-//! The annotation then stays with Ready Unknown (a half-done correction);
-//! the first run must report that action `failed` with both errors (status
-//! patch and revert) and exit 3, and the rerun must list it as
-//! `already-corrected` (SPEC §3: our annotation is at or after Ready's
-//! `lastTransitionTime`, and an Unknown episode is never corrected twice),
-//! count it in `stuck` and not write to it. Any other residue is a
-//! violation (docs/safety.md).
+//! One first-run residue is allowed, and only in one kind of cell: a
+//! second-round cell that fails the rollback of a correction whose status
+//! patch failed. The annotation then stays with Ready Unknown (a half-done
+//! correction); the first run must report that action `failed` with both
+//! errors (status patch and revert) and exit 3, and the rerun — past the
+//! cooldown (`--cooldown 1ms`; SPEC §3: `already-corrected` is the cooldown
+//! alone) — must complete the correction. After the rerun nothing is left
+//! half done in any cell (docs/safety.md).
 
 mod common;
 
@@ -123,8 +122,8 @@ struct CaseResult {
     violations: Vec<String>,
     /// Writes of the first run that the clean run did not make.
     new_writes: Vec<WriteKey>,
-    /// The cell left the allowed residue: a half-done correction after a
-    /// failed rollback, reported and held as SPEC §3 says.
+    /// The first run left the allowed residue (a half-done correction after
+    /// a failed rollback, reported so) and the rerun completed it.
     residue: bool,
     first_run: Duration,
 }
@@ -171,7 +170,6 @@ fn run_case(case: Case, clean: &BTreeSet<WriteKey>, ledger: &RbacLedger) -> Case
     let after = last_seq(&cluster);
     // What the first run left half done, if anything, and as it was.
     let half_done = half_done_corrections(&cluster);
-    let before_rerun = cluster.hr(CORRECT_NS, HR_NAME);
     let second = cluster.run(&rerun_args());
     if second.status.code() != Some(0) {
         violations.push(format!("second run: {}", describe(&second)));
@@ -187,9 +185,8 @@ fn run_case(case: Case, clean: &BTreeSet<WriteKey>, ledger: &RbacLedger) -> Case
         Err(e) => violations.push(format!("second run printed no JSON report ({e})")),
     }
     // The first run's half-done correction is the allowed residue only if
-    // it is exactly that and the rerun held it; anything half done after
-    // the rerun besides is a violation below.
-    let mut held = BTreeSet::new();
+    // it is exactly that; the rerun, past the cooldown, must complete it.
+    let mut residue = false;
     if !half_done.is_empty() {
         let mut problems = residue_violations(
             &case,
@@ -197,22 +194,25 @@ fn run_case(case: Case, clean: &BTreeSet<WriteKey>, ledger: &RbacLedger) -> Case
             &first,
             first_report.as_ref().unwrap_or(&Value::Null),
         );
-        problems.extend(held_half_done_violations(
-            CORRECT_NS,
-            HR_NAME,
-            second_report.as_ref().unwrap_or(&Value::Null),
-            &rerun_requests,
-            &before_rerun,
-            &cluster.hr(CORRECT_NS, HR_NAME),
-        ));
-        if problems.is_empty() {
-            held = half_done;
-        } else {
-            violations.extend(problems);
+        let completed = second_report
+            .as_ref()
+            .ok()
+            .and_then(|r| action_of(r, CORRECT_NS, HR_NAME))
+            .is_some_and(|a| {
+                a["branch"] == "correct-status"
+                    && a["reason"] == "deployed-but-unknown-ready"
+                    && a["result"] == "succeeded"
+            });
+        if !completed {
+            problems.push(format!(
+                "the rerun did not complete the half-done correction: {}",
+                describe(&second)
+            ));
         }
+        residue = problems.is_empty();
+        violations.extend(problems);
     }
-    let residue = !held.is_empty();
-    violations.extend(end_state_violations_except(&cluster, &held));
+    violations.extend(end_state_violations(&cluster));
     let denied = cluster.server.rbac_tally().denied;
     if !denied.is_empty() {
         violations.push(format!("RBAC denied {} requests", denied.len()));
@@ -246,7 +246,7 @@ fn fails_the_rollback(case: &Case) -> bool {
 /// The allowed residue, as the first run must leave it: only `correct/hr`
 /// half done, only in a cell that fails the rollback, and the first run
 /// reported the action `failed` with both errors (status patch and revert)
-/// and exit 3. (The rerun must then hold it: [`held_half_done_violations`].)
+/// and exit 3. (The rerun must then complete it.)
 /// One line per way the residue is not that.
 fn residue_violations(
     case: &Case,
@@ -502,7 +502,7 @@ fn no_fault_on_any_write_leaves_a_helmrelease_worse_off() {
         .collect();
     println!(
         "allowed residue (half-done correction after a failed rollback: reported failed with both errors, exit 3; \
-         rerun already-corrected, not written to): {} cells of {} that fail the rollback, {} of {} cells in all: {residue:#?}",
+         completed by the rerun past the cooldown): {} cells of {} that fail the rollback, {} of {} cells in all: {residue:#?}",
         residue.len(),
         rollback_cells.count(),
         residue.len(),

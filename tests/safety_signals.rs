@@ -160,3 +160,111 @@ fn sigterm_at_any_write_leaves_nothing_half_done() {
     );
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+/// Starts a run whose toggle sits in a 60 s wait (timeout 90 s) and whose
+/// resume the server keeps refusing (503); returns it once the toggle is
+/// visibly suspended.
+fn run_with_a_refused_resume(cluster: &Cluster, pid: &Arc<AtomicU32>) -> std::process::Child {
+    seed_every_branch(cluster);
+    let resume = WriteKey {
+        method: "PATCH".into(),
+        resource: "helmreleases".into(),
+        subresource: None,
+        namespace: TOGGLE_NS.into(),
+        name: Some(HR_NAME.into()),
+        nth: 2,
+    };
+    cluster.add_fault(resume.fault().times(10_000).respond(503));
+    let args = ["-o", "json", "--suspend-wait", "60s", "--timeout", "90s"];
+    let child = spawn_with_pid(cluster, &args, pid);
+    let started = Instant::now();
+    while cluster.hr(TOGGLE_NS, HR_NAME)["spec"]["suspend"] != true {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "never suspended"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    child
+}
+
+fn kill(child: &std::process::Child, signal: &str) {
+    let _ = std::process::Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(child.id().to_string())
+        .status();
+}
+
+/// Issue 10, point 5: after SIGTERM the resume retries for at most 20 s
+/// (SPEC §5: inside the chart's terminationGracePeriodSeconds 30), not
+/// until --timeout (90 s); then the run exits 143 with the resume `failed`
+/// (the next run heals it as `interrupted-toggle`).
+#[test]
+fn after_sigterm_resumes_retry_for_at_most_20_seconds() {
+    let cluster = Cluster::start();
+    let pid = Arc::new(AtomicU32::new(0));
+    let child = run_with_a_refused_resume(&cluster, &pid);
+    let signalled = Instant::now();
+    kill(&child, "TERM");
+    let out = child.wait_with_output().expect("binary ends");
+    let elapsed = signalled.elapsed();
+    assert_eq!(out.status.code(), Some(143), "{}", describe(&out));
+    assert!(
+        elapsed >= Duration::from_secs(15) && elapsed < Duration::from_secs(23),
+        "retried the resume for {elapsed:?} after the signal, not about 20 s"
+    );
+    let report = json_report(&out);
+    let action = action_of(&report, TOGGLE_NS, HR_NAME)
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(action["result"], "failed", "{action}");
+    let resumes = cluster
+        .hr_writes()
+        .iter()
+        .filter(|w| w.namespace.as_deref() == Some(TOGGLE_NS) && w.status == 503)
+        .count();
+    assert!(resumes >= 2, "the resume was retried: {resumes} attempts");
+    // Left suspended with our marker: healed by the next run.
+    cluster.server.clear_faults();
+    let rerun = cluster.run(&rerun_args());
+    assert_eq!(rerun.status.code(), Some(0), "{}", describe(&rerun));
+    assert_eq!(end_state_violations(&cluster), Vec::<String>::new());
+    println!("SIGTERM with a refused resume: exit 143 after {elapsed:?}, {resumes} attempts");
+}
+
+/// Issue 10, point 5: a second signal ends the run at once (exit 143 for
+/// SIGTERM, 130 for SIGINT); what is left suspended is healed by the next
+/// run.
+#[test]
+fn a_second_signal_ends_the_run_at_once() {
+    for (signal, code) in [("TERM", 143), ("INT", 130)] {
+        let cluster = Cluster::start();
+        let pid = Arc::new(AtomicU32::new(0));
+        let child = run_with_a_refused_resume(&cluster, &pid);
+        kill(&child, signal);
+        // The first signal cut the wait short: the resume is being retried.
+        let started = Instant::now();
+        while !cluster
+            .hr_writes()
+            .iter()
+            .any(|w| w.namespace.as_deref() == Some(TOGGLE_NS) && w.status == 503)
+        {
+            assert!(started.elapsed() < Duration::from_secs(10), "no resume");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let second = Instant::now();
+        kill(&child, signal);
+        let out = child.wait_with_output().expect("binary ends");
+        let elapsed = second.elapsed();
+        assert_eq!(out.status.code(), Some(code), "{}", describe(&out));
+        assert!(
+            elapsed < Duration::from_secs(2),
+            "the second SIG{signal} took {elapsed:?}"
+        );
+        cluster.server.clear_faults();
+        let rerun = cluster.run(&rerun_args());
+        assert_eq!(rerun.status.code(), Some(0), "{}", describe(&rerun));
+        assert_eq!(end_state_violations(&cluster), Vec::<String>::new());
+        println!("second SIG{signal}: exit {code} {elapsed:?} after it");
+    }
+}

@@ -19,13 +19,20 @@
 //!
 //! # Guarantees
 //!
-//! * Write 1 failed: nothing changed; result `failed`. When its answer was
-//!   lost (connection error, timeout) the object is read again: if it
-//!   carries this very write's annotation, the write landed and the
+//! Each write goes through the write primitive ([`super::write`]): 429/503
+//! are retried, and an answer that does not say what happened (504,
+//! connection lost, timeout, 409) is settled by reading the object back.
+//!
+//! * Write 1 failed: nothing changed; result `failed`. When the object read
+//!   back carries this very write's annotation, the write landed and the
 //!   correction goes on with write 2 — it is never left half done.
-//! * Write 2 failed: the object is read back first; when it carries this
-//!   very write's Ready (it landed although its answer was lost), the result
-//!   is `succeeded` and nothing is rolled back.
+//! * Write 2: when the object read back carries this very write's Ready
+//!   (its `lastTransitionTime` is the write's stamp), the result is
+//!   `succeeded` and nothing is rolled back.
+//! * Write 3 met a 409 (someone else wrote the object — the usual reason
+//!   for a 409 on write 2): re-read, and while the annotation still holds
+//!   this run's value, write again with the new `resourceVersion`, within
+//!   the run's clean-up budget.
 //! * Write 2 failed and write 3 succeeded: the object is as it was before
 //!   the run (apart from its `resourceVersion`); result `rolled-back`; the
 //!   next run decides it afresh.
@@ -37,18 +44,18 @@
 //! * Write 2 and write 3 both failed (or the process was killed between
 //!   writes 1 and 2): the annotation stays although the status was not
 //!   corrected. Result `failed`, both errors reported. Later runs decide
-//!   `already-corrected` for it (the annotation is newer than Ready's
-//!   `lastTransitionTime`, SPEC §3), list it for a human, and never write to
-//!   it again until Ready transitions anew (docs/safety.md).
+//!   `already-corrected` for it while the annotation is younger than the
+//!   cooldown (SPEC §3); once the cooldown has passed, a run corrects it.
 //! * A 409 on write 2 is a failed step 2 (someone else changed the object
 //!   between our writes): rolled back as above.
 
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value, json};
 
-use super::events::EventReason;
-use super::{CLEANUP_GRACE, Executor, FirstWrite, Outcome, timestamp};
-use crate::error::{Error, ObjectName};
+use super::write::{Budget, Sent, Write, annotation};
+use super::{CHANGED_DURING_RUN, Executor, FirstWrite, OnConflict, Outcome, timestamp};
+use crate::error::Error;
+use crate::kube_io::helmreleases::Part;
 use crate::model::{ActionResult, Branch, annotations};
 use crate::view::HelmReleaseView;
 
@@ -64,229 +71,115 @@ pub async fn run(executor: &Executor, view: &HelmReleaseView) -> Outcome {
         return Outcome::NotStarted;
     }
     let now = Utc::now();
-    let object = ObjectName::new(&view.namespace, &view.name);
-    let annotated = executor
-        .first_write(view, Branch::CorrectStatus, |view| {
-            let object = object.clone();
-            async move {
-                executor
-                    .patch(&view, &annotation_patch(&view, now))
-                    .await
-                    .map_err(|source| Error::PatchAnnotation {
-                        object,
-                        source: Box::new(source),
-                    })
-            }
-        })
-        .await;
-    let (answer, view) = match annotated {
-        FirstWrite::Wrote(answer, view) => (answer, view),
-        FirstWrite::Ended(outcome) => match landed(executor, view, now, &outcome).await {
-            Some(object) => (object, Box::new(view.clone())),
-            None => return finish(executor, view, outcome).await,
-        },
-    };
-    let rv = executor.next_resource_version(&answer, &view);
-    let status = json!({
-        "metadata": {"resourceVersion": rv},
-        "status": corrected_status(&view, now),
-    });
-    let patched = executor
-        .patch_status(&view, &status)
-        .await
-        .map_err(|source| Error::PatchStatus {
-            object: object.clone(),
-            source: Box::new(source),
-        });
-    let status_error = match patched {
-        Ok(_) => return finish(executor, &view, Outcome::succeeded()).await,
-        Err(error) => error,
-    };
-    if status_landed(executor, &view, now).await {
-        return finish(executor, &view, Outcome::succeeded()).await;
-    }
-    let revert = json!({
-        "metadata": {
-            "resourceVersion": rv,
-            "annotations": {
-                annotations::AUTO_CORRECTED_AT: view.annotation(annotations::AUTO_CORRECTED_AT),
+    let stamp = timestamp(now);
+    let annotated =
+        |object: &Value| annotation(object, annotations::AUTO_CORRECTED_AT) == Some(stamp.as_str());
+    let written = executor
+        .first_write(
+            view,
+            Branch::CorrectStatus,
+            Budget::Run,
+            OnConflict::Redecide,
+            |_| Write {
+                part: Part::Object,
+                body: annotation_patch(now),
+                landed: &annotated,
+                step: |object, source| Error::PatchAnnotation { object, source },
             },
-        },
-    });
-    let until = executor
-        .deadline
-        .max(tokio::time::Instant::now() + CLEANUP_GRACE);
-    let rolled_back = Outcome::Done {
-        result: ActionResult::RolledBack,
-        error: Some(status_error.chain()),
-    };
-    let outcome = match executor.patch_until(until, &view, &revert).await {
-        Ok(_) => rolled_back,
-        Err(_) if revert_landed(executor, &view, now).await => rolled_back,
-        Err(source) => {
-            let revert_error = Error::RevertAnnotation {
-                object,
-                source: Box::new(source),
-            };
-            Outcome::failed(format!(
-                "{}; {}",
-                status_error.chain(),
-                revert_error.chain()
-            ))
-        }
-    };
-    finish(executor, &view, outcome).await
-}
-
-/// After a failed write 1: the object as it is now, when it carries this
-/// very write's annotation (it landed although its answer was lost).
-async fn landed(
-    executor: &Executor,
-    view: &HelmReleaseView,
-    now: DateTime<Utc>,
-    outcome: &Outcome,
-) -> Option<Value> {
-    let stamp = timestamp(now);
-    let failed = matches!(
-        outcome,
-        Outcome::Done {
-            result: ActionResult::Failed,
-            ..
-        }
-    );
-    if !failed || view.annotation(annotations::AUTO_CORRECTED_AT) == Some(stamp.as_str()) {
-        return None;
-    }
-    let until = executor
-        .deadline
-        .max(tokio::time::Instant::now() + CLEANUP_GRACE);
-    let object = executor
-        .within(until, executor.api.get(&view.namespace, &view.name))
-        .await
-        .ok()?;
-    let ours = object
-        .pointer("/metadata/annotations")
-        .and_then(|a| a.get(annotations::AUTO_CORRECTED_AT))
-        .and_then(Value::as_str)
-        == Some(stamp.as_str());
-    if ours {
-        tracing::info!(
-            namespace = %view.namespace, name = %view.name,
-            "the annotation landed although its answer was lost; going on with the status"
-        );
-    }
-    ours.then_some(object)
-}
-
-/// After a failed write 2: whether it landed although its answer was lost
-/// (the object's Ready is this very write's), so there is nothing to roll
-/// back.
-async fn status_landed(executor: &Executor, view: &HelmReleaseView, now: DateTime<Utc>) -> bool {
-    if executor.config.dry_run == crate::model::DryRun::Server {
-        return false;
-    }
-    let until = executor
-        .deadline
-        .max(tokio::time::Instant::now() + CLEANUP_GRACE);
-    let Ok(object) = executor
-        .within(until, executor.api.get(&view.namespace, &view.name))
-        .await
-    else {
-        return false;
-    };
-    let stamp = timestamp(now);
-    let landed = object
-        .pointer("/status/conditions")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .any(|c| {
-            c["type"] == "Ready"
-                && c["status"] == "True"
-                && c["message"] == READY_MESSAGE
-                && c["lastTransitionTime"] == stamp.as_str()
-        });
-    if landed {
-        tracing::info!(
-            namespace = %view.namespace, name = %view.name,
-            "the status landed although its answer was lost; nothing to roll back"
-        );
-    }
-    landed
-}
-
-/// After a failed write 3: whether it landed although its answer was lost
-/// (the object no longer carries this very write 1's annotation, and
-/// carries the value it had before the run), so the rollback is done.
-async fn revert_landed(executor: &Executor, view: &HelmReleaseView, now: DateTime<Utc>) -> bool {
-    if executor.config.dry_run == crate::model::DryRun::Server {
-        return false;
-    }
-    let until = tokio::time::Instant::now() + CLEANUP_GRACE;
-    let Ok(object) = executor
-        .within(until, executor.api.get(&view.namespace, &view.name))
-        .await
-    else {
-        return false;
-    };
-    let current = object
-        .pointer("/metadata/annotations")
-        .and_then(|a| a.get(annotations::AUTO_CORRECTED_AT))
-        .and_then(Value::as_str);
-    let landed = current != Some(timestamp(now).as_str())
-        && current == view.annotation(annotations::AUTO_CORRECTED_AT);
-    if landed {
-        tracing::info!(
-            namespace = %view.namespace, name = %view.name,
-            "the annotation was put back although the answer was lost"
-        );
-    }
-    landed
-}
-
-/// Publishes the action's Event and hands the outcome back.
-async fn finish(executor: &Executor, view: &HelmReleaseView, outcome: Outcome) -> Outcome {
-    match &outcome {
-        Outcome::Done {
-            result: ActionResult::Succeeded,
-            ..
-        } => {
-            let note = format!(
-                "Ready was Unknown although Helm release {} is deployed: status set to Ready=True, Released=True",
-                release_label(view)
-            );
+        )
+        .await;
+    let (answer, view) = match written {
+        FirstWrite::Wrote(answer, view) => (answer, view),
+        FirstWrite::Ended(outcome) => {
             executor
-                .events
-                .publish(view, EventReason::StuckReleaseCorrected, note)
+                .publish(Branch::CorrectStatus, view, &outcome)
                 .await;
+            return outcome;
         }
-        Outcome::Done { result, error } => {
-            let note = format!(
-                "correcting the status failed ({result}): {}",
-                error.as_deref().unwrap_or_default()
-            );
-            executor
-                .events
-                .publish(view, EventReason::StuckReleaseCorrectionFailed, note)
-                .await;
+    };
+    let rv = executor.next_resource_version(&answer, &view).to_owned();
+    let corrected = |object: &Value| {
+        object
+            .pointer("/status/conditions")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .any(|c| {
+                c["type"] == "Ready"
+                    && c["status"] == "True"
+                    && c["message"] == READY_MESSAGE
+                    && c["lastTransitionTime"] == stamp.as_str()
+            })
+    };
+    let status = Write {
+        part: Part::Status,
+        body: status_patch(&view, now),
+        landed: &corrected,
+        step: |object, source| Error::PatchStatus { object, source },
+    };
+    let outcome = match executor.send(&view, &rv, &status, Budget::Run).await {
+        Sent::Applied(_) => Outcome::succeeded(),
+        Sent::Conflict(_, error) | Sent::Failed(error) => {
+            revert(executor, &view, rv, &stamp, error).await
         }
-        Outcome::Redecided(_) | Outcome::NotStarted => {}
-    }
+    };
+    executor
+        .publish(Branch::CorrectStatus, &view, &outcome)
+        .await;
     outcome
 }
 
+/// Write 3: puts the annotation back as it was before the run, retried
+/// within the clean-up budget and, on a 409, with the new
+/// `resourceVersion` while the annotation still holds `stamp`.
+async fn revert(
+    executor: &Executor,
+    view: &HelmReleaseView,
+    rv: String,
+    stamp: &str,
+    status_error: Error,
+) -> Outcome {
+    let before = view.annotation(annotations::AUTO_CORRECTED_AT);
+    let put_back = |object: &Value| annotation(object, annotations::AUTO_CORRECTED_AT) == before;
+    let ours = |object: &Value| annotation(object, annotations::AUTO_CORRECTED_AT) == Some(stamp);
+    let write = Write {
+        part: Part::Object,
+        body: json!({"metadata": {"annotations": {annotations::AUTO_CORRECTED_AT: before}}}),
+        landed: &put_back,
+        step: |object, source| Error::RevertAnnotation { object, source },
+    };
+    let revert_error = match executor
+        .send_while_ours(view, rv, &write, Budget::Cleanup, ours)
+        .await
+    {
+        Sent::Applied(_) => {
+            return Outcome::Done {
+                result: ActionResult::RolledBack,
+                error: Some(status_error.chain()),
+            };
+        }
+        Sent::Conflict(..) => CHANGED_DURING_RUN.to_owned(),
+        Sent::Failed(error) => error.chain(),
+    };
+    Outcome::failed(format!("{}; {revert_error}", status_error.chain()))
+}
+
 /// Write 1: the `auto-corrected-at` annotation.
-pub fn annotation_patch(view: &HelmReleaseView, now: DateTime<Utc>) -> Value {
+pub fn annotation_patch(now: DateTime<Utc>) -> Value {
     json!({
         "metadata": {
-            "resourceVersion": view.resource_version,
             "annotations": {annotations::AUTO_CORRECTED_AT: timestamp(now)},
         },
     })
 }
 
+/// Write 2: the corrected status ([`corrected_status`]).
+pub fn status_patch(view: &HelmReleaseView, now: DateTime<Utc>) -> Value {
+    json!({"metadata": {}, "status": corrected_status(view, now)})
+}
+
 /// `<storage ns>/<release name>.v<version>` of history[0].
-fn release_label(view: &HelmReleaseView) -> String {
+pub(super) fn release_label(view: &HelmReleaseView) -> String {
     let version = view
         .history
         .first()
@@ -486,10 +379,8 @@ mod tests {
     }
 
     #[test]
-    fn annotation_patch_carries_the_decided_resource_version() {
-        let v = view(json!([]), json!([]));
-        let patch = annotation_patch(&v, now());
-        assert_eq!(patch["metadata"]["resourceVersion"], "42");
+    fn annotation_patch_stamps_its_own_time() {
+        let patch = annotation_patch(now());
         assert_eq!(
             patch["metadata"]["annotations"][annotations::AUTO_CORRECTED_AT],
             "2026-11-22T12:00:00Z"

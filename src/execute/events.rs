@@ -12,9 +12,12 @@ use k8s_openapi::api::core::v1::ObjectReference;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use tokio::time::Instant;
 
+use super::Outcome;
 use crate::error::{Error, ObjectName};
+use crate::model::{ActionResult, Branch, Reason};
 use crate::model::{DryRun, FIELD_MANAGER, api};
 use crate::notify::{FluxEvent, Notifier};
+use crate::plan::Plan;
 use crate::view::HelmReleaseView;
 
 /// Every Event this tool publishes.
@@ -77,6 +80,64 @@ impl fmt::Display for EventReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
     }
+}
+
+/// The Event about one finished action, with its note — every note of an
+/// action's Event is written here. `None`: no Event (not started, or
+/// re-decided into a skip; a re-decided repair publishes its own).
+pub fn about(
+    branch: Branch,
+    view: &HelmReleaseView,
+    outcome: &Outcome,
+) -> Option<(EventReason, String)> {
+    let Outcome::Done { result, error } = outcome else {
+        return None;
+    };
+    let ok = *result == ActionResult::Succeeded;
+    let error = error.as_deref().unwrap_or_default();
+    Some(match (branch, ok) {
+        (Branch::CorrectStatus, true) => (
+            EventReason::StuckReleaseCorrected,
+            format!(
+                "Ready was Unknown although Helm release {} is deployed: status set to Ready=True, Released=True",
+                super::correct_status::release_label(view)
+            ),
+        ),
+        (Branch::CorrectStatus, false) => (
+            EventReason::StuckReleaseCorrectionFailed,
+            format!("correcting the status failed ({result}): {error}"),
+        ),
+        (Branch::ToggleSuspend, true) => (
+            EventReason::StuckReleaseToggled,
+            format!(
+                "history says pending-install but Helm release {}/{} is deployed: suspended and resumed to make helm-controller look again",
+                view.storage_namespace(),
+                view.release_name()
+            ),
+        ),
+        (Branch::ToggleSuspend, false) => (
+            EventReason::StuckReleaseToggleFailed,
+            format!("toggling spec.suspend failed ({result}): {error}"),
+        ),
+        (Branch::Resume, true) => (
+            EventReason::InterruptedToggleResumed,
+            "resumed a suspension a killed stuck-hr-recovery run left behind".to_owned(),
+        ),
+        (Branch::Resume, false) => (
+            EventReason::StuckReleaseToggleFailed,
+            format!("resuming the interrupted toggle failed ({result}): {error}"),
+        ),
+        (Branch::ClearMarker, _) => return None,
+    })
+}
+
+/// The note of `RecoveryGuardrailTripped`.
+pub fn guardrail_note(plan: &Plan, reason: Reason) -> String {
+    format!(
+        "{} HelmReleases planned for recovery, more than --max-actions={}: acting on none of them; \
+         a cluster-wide outage would be masked by mass recovery ({reason})",
+        plan.guardrail.candidates, plan.guardrail.max_actions
+    )
 }
 
 /// Publishes Events about HelmReleases, or nothing in a dry run.

@@ -2,32 +2,36 @@
 //!
 //! It takes the finished [`Plan`] and the [`Report`] built from it, runs the
 //! actions the guardrail allows, and records what became of each one. One
-//! file per remedy:
+//! file per remedy, each a short sequence of writes through [`write`]:
 //!
 //! * [`correct_status`] — branch B (annotate, patch status, roll back);
 //! * [`toggle_suspend`] — branch A (suspend the batch, one wait, resume);
 //! * [`repair`] — `interrupted-toggle` (resume) and `stale-marker` (clear);
-//! * [`events`] — Events through kube's Recorder.
+//! * [`write`] — the write primitive: stamp, send, classify, read back,
+//!   retry within a budget;
+//! * [`events`] — Events through kube's Recorder, and every Event note.
 //!
 //! Rules every remedy shares (SPEC §5), implemented here:
 //!
 //! * every write is a JSON merge patch carrying `metadata.resourceVersion`
 //!   (the one decided on, or the one our previous write of the same action
 //!   returned), sent with field manager `stuck-hr-recovery` and, for a server
-//!   dry run, `dryRun=All`;
-//! * a 409 on an action's first write: re-read, decide again, act at most
-//!   once more ([`Executor::first_write`]); a second 409 is
-//!   `changed-during-run`;
+//!   dry run, `dryRun=All` — through [`Executor::send`] only;
+//! * a 409 on an action's first write that is not our own write landing:
+//!   decide again on the object read back, act at most once more
+//!   ([`Executor::first_write`]); a second 409 is `changed-during-run`; a
+//!   re-decision into a repair of our own state (`interrupted-toggle`,
+//!   `stale-marker`) is carried out in the same run, a re-decision into
+//!   another remedy is `failed`/`changed-during-run` (never `planned`);
 //! * nothing new starts after SIGTERM/SIGINT or past the deadline; what
-//!   already started finishes its own clean-up (rollback, resume), which may
-//!   use a short grace period past the deadline.
+//!   already started finishes its own clean-up (rollback, resume) within the
+//!   run's one clean-up budget ([`write::Budget::Cleanup`]).
 
 pub mod correct_status;
 pub mod events;
 pub mod repair;
 pub mod toggle_suspend;
-
-use std::time::Duration;
+pub mod write;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use futures::StreamExt;
@@ -37,23 +41,20 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::decide::{Decision, decide, storage_needed};
-use crate::error::{Error, ObjectName};
-use crate::kube_io::{HelmReleases, MAX_IN_FLIGHT, storage};
+use crate::kube_io::{Clients, HelmReleases, MAX_IN_FLIGHT, storage};
 use crate::model::{ActionResult, Branch, Reason};
 use crate::notify::Notifier;
 use crate::plan::{Plan, PlannedItem};
 use crate::report::Report;
+use crate::run::Interrupt;
 use crate::view::HelmReleaseView;
 
 use events::{EventReason, Events};
+pub use write::{Budget, CLEANUP_GRACE, SIGNAL_BUDGET};
+use write::{Sent, Write};
 
 /// The error of an action whose first write met a second 409.
 pub const CHANGED_DURING_RUN: &str = "changed-during-run";
-
-/// How long clean-up writes (a rollback, a resume) may still try once the
-/// run's deadline has passed: a HelmRelease left suspended or half-corrected
-/// by this tool is worse than a run a few seconds late.
-pub const CLEANUP_GRACE: Duration = Duration::from_secs(5);
 
 /// The run's deadline passed while a request was waiting for its answer.
 #[derive(Debug, thiserror::Error)]
@@ -68,8 +69,10 @@ pub enum Outcome {
         result: ActionResult,
         error: Option<String>,
     },
-    /// A 409 on the first write led to another decision, reported instead.
-    Redecided(Decision),
+    /// A 409 on the first write led to another decision, reported instead;
+    /// with the result of that decision's action when it is one (carried
+    /// out in the same run, or `changed-during-run`).
+    Redecided(Decision, Option<Box<Outcome>>),
     /// Never started: the run was interrupted or out of time.
     NotStarted,
 }
@@ -92,10 +95,19 @@ impl Outcome {
 
 /// The result of an action's first write, after at most one re-decision.
 enum FirstWrite {
-    /// Written: the server's answer and the view the write was decided on.
+    /// Written: the server's answer (or the object read back that carries
+    /// the write) and the view the write was decided on.
     Wrote(Value, Box<HelmReleaseView>),
     /// Ended without a write of this action.
     Ended(Outcome),
+}
+
+/// Whether a 409 on a first write may lead to a re-decision, or is final
+/// (the action is itself the one write more a re-decision allows).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnConflict {
+    Redecide,
+    Fail,
 }
 
 /// Runs the plan's actions against the cluster.
@@ -106,27 +118,30 @@ pub struct Executor {
     config: Config,
     deadline: Instant,
     cancel: CancellationToken,
+    interrupt: Interrupt,
 }
 
 impl Executor {
     pub fn new(
-        client: kube::Client,
+        clients: &Clients,
         config: &Config,
         deadline: Instant,
-        cancel: CancellationToken,
+        interrupt: &Interrupt,
     ) -> Self {
         Self {
-            api: HelmReleases::new(client.clone(), config.dry_run),
-            events: Events::new(client.clone(), config.dry_run)
+            api: HelmReleases::new(clients.read.clone(), config.dry_run)
+                .writing_with(clients.write.clone()),
+            events: Events::new(clients.read.clone(), config.dry_run)
                 .until(deadline + CLEANUP_GRACE)
                 .notify(Notifier::for_run(
                     config.events_addr.as_ref(),
                     config.dry_run,
                 )),
-            client,
+            client: clients.read.clone(),
             config: config.clone(),
             deadline,
-            cancel,
+            cancel: interrupt.token(),
+            interrupt: interrupt.clone(),
         }
     }
 
@@ -139,22 +154,20 @@ impl Executor {
     pub async fn execute(&self, plan: &Plan, report: &mut Report) -> usize {
         let tripped = bounded(plan.held_back().filter_map(|item| {
             let view = item.view.as_ref()?;
-            Some(self.events.publish(
-                view,
-                EventReason::RecoveryGuardrailTripped,
-                format!(
-                    "{} HelmReleases planned for recovery, more than --max-actions={}: acting on none of them; \
-                     a cluster-wide outage would be masked by mass recovery ({})",
-                    plan.guardrail.candidates, plan.guardrail.max_actions, item.decision.reason
-                ),
-            ))
+            let note = events::guardrail_note(plan, item.decision.reason);
+            Some(
+                self.events
+                    .publish(view, EventReason::RecoveryGuardrailTripped, note),
+            )
         }));
         let (toggles, singles): (Vec<&PlannedItem>, Vec<&PlannedItem>) = plan
             .runnable()
             .partition(|i| i.decision.branch == Some(Branch::ToggleSuspend));
         let singles = bounded(singles.into_iter().map(|item| async move {
             let outcome = match (&item.view, item.decision.branch) {
-                (Some(view), Some(branch)) => self.run_single(view, branch).await,
+                (Some(view), Some(branch)) => {
+                    self.run_single(view, branch, OnConflict::Redecide).await
+                }
                 _ => Outcome::NotStarted,
             };
             log_outcome(&item.namespace, &item.name, item.decision, &outcome);
@@ -183,11 +196,16 @@ impl Executor {
         not_started
     }
 
-    async fn run_single(&self, view: &HelmReleaseView, branch: Branch) -> Outcome {
+    async fn run_single(
+        &self,
+        view: &HelmReleaseView,
+        branch: Branch,
+        on_conflict: OnConflict,
+    ) -> Outcome {
         match branch {
             Branch::CorrectStatus => correct_status::run(self, view).await,
-            Branch::Resume => repair::resume(self, view).await,
-            Branch::ClearMarker => repair::clear_marker(self, view).await,
+            Branch::Resume => repair::resume(self, view, on_conflict).await,
+            Branch::ClearMarker => repair::clear_marker(self, view, on_conflict).await,
             // Toggles run as one batch with one wait (`toggle_suspend::run_batch`).
             Branch::ToggleSuspend => Outcome::NotStarted,
         }
@@ -198,128 +216,105 @@ impl Executor {
         !self.cancel.is_cancelled() && Instant::now() < self.deadline
     }
 
-    /// Waits for a request, but not past `until`.
-    async fn within<T>(
-        &self,
-        until: Instant,
-        request: impl Future<Output = Result<T, kube::Error>>,
-    ) -> Result<T, kube::Error> {
-        match tokio::time::timeout_at(until, request).await {
-            Ok(answer) => answer,
-            Err(_) => Err(kube::Error::Service(Box::new(DeadlineExceeded))),
-        }
-    }
-
-    /// Merge-patches the object, bounded by the run's deadline.
-    async fn patch(&self, view: &HelmReleaseView, body: &Value) -> Result<Value, kube::Error> {
-        self.patch_until(self.deadline, view, body).await
-    }
-
-    async fn patch_until(
-        &self,
-        until: Instant,
-        view: &HelmReleaseView,
-        body: &Value,
-    ) -> Result<Value, kube::Error> {
-        self.within(until, self.api.patch(&view.namespace, &view.name, body))
-            .await
-    }
-
-    /// Merge-patches the status subresource, bounded by the run's deadline.
-    async fn patch_status(
-        &self,
-        view: &HelmReleaseView,
-        body: &Value,
-    ) -> Result<Value, kube::Error> {
-        self.within(
-            self.deadline,
-            self.api.patch_status(&view.namespace, &view.name, body),
-        )
-        .await
-    }
-
-    /// Re-reads one HelmRelease and decides it again (Helm storage re-read
-    /// when the table needs it).
-    async fn redecide(
-        &self,
-        view: &HelmReleaseView,
-        until: Instant,
-    ) -> Result<(Option<HelmReleaseView>, Decision), Error> {
-        let object = ObjectName::new(&view.namespace, &view.name);
-        let json = self
-            .within(until, self.api.get(&view.namespace, &view.name))
-            .await
-            .map_err(|source| Error::ReadHelmRelease {
-                object,
-                source: Box::new(source),
-            })?;
-        let fresh = match HelmReleaseView::from_json(&json) {
+    /// Decides an object read back again (Helm storage re-read when the
+    /// table needs it).
+    async fn redecide(&self, json: &Value) -> (Option<HelmReleaseView>, Decision) {
+        let fresh = match HelmReleaseView::from_json(json) {
             Ok(fresh) => fresh,
-            Err(_) => return Ok((None, Decision::skip(Reason::Malformed))),
+            Err(_) => return (None, Decision::skip(Reason::Malformed)),
         };
         let now = Utc::now();
         let fact = match storage_needed(&fresh, now, &self.config) {
             Some(release) => Some(
-                match self
-                    .within(until, async {
-                        storage::latest(&self.client, &release)
-                            .await
-                            .map_err(|e| kube::Error::Service(Box::new(e)))
-                    })
-                    .await
+                match tokio::time::timeout_at(
+                    self.deadline,
+                    storage::latest(&self.client, &release),
+                )
+                .await
                 {
-                    Ok(fact) => fact,
-                    Err(e) => crate::decide::StorageFact::Unreadable(e.to_string()),
+                    Ok(Ok(fact)) => fact,
+                    Ok(Err(e)) => crate::decide::StorageFact::Unreadable(e.to_string()),
+                    Err(_) => crate::decide::StorageFact::Unreadable(DeadlineExceeded.to_string()),
                 },
             ),
             None => None,
         };
         let decision = decide(&fresh, fact.as_ref(), now, &self.config);
-        Ok((Some(fresh), decision))
+        (Some(fresh), decision)
     }
 
-    /// An action's first write with SPEC §5's conflict rule: on a 409,
-    /// re-read and decide again; when the decision is still `branch`, write
-    /// once more (built from the fresh view); a second 409 is
-    /// `changed-during-run`; another decision is reported instead.
-    async fn first_write<F, Fut>(
+    /// An action's first write with SPEC §5's conflict rule: a 409 that is
+    /// not our own write landing decides again on the object read back;
+    /// when the decision is still `branch`, the write is sent once more
+    /// (built from the fresh view); a second 409 is `changed-during-run`;
+    /// another decision is carried out or reported ([`Executor::redecided`]).
+    async fn first_write<'w>(
         &self,
         view: &HelmReleaseView,
         branch: Branch,
-        write: F,
-    ) -> FirstWrite
-    where
-        F: Fn(HelmReleaseView) -> Fut,
-        Fut: Future<Output = Result<Value, Error>>,
-    {
-        let error = match write(view.clone()).await {
-            Ok(answer) => return FirstWrite::Wrote(answer, Box::new(view.clone())),
-            Err(error) if error.is_conflict() => error,
-            Err(error) => return FirstWrite::Ended(Outcome::failed(error.chain())),
-        };
-        tracing::info!(
-            namespace = %view.namespace,
-            name = %view.name,
-            error = %error.chain(),
-            "HelmRelease changed since it was read; deciding again"
-        );
-        let (fresh, decision) = match self.redecide(view, self.deadline).await {
-            Ok((Some(fresh), decision)) if decision.branch == Some(branch) => (fresh, decision),
-            Ok((_, decision)) => return FirstWrite::Ended(Outcome::Redecided(decision)),
-            Err(error) => return FirstWrite::Ended(Outcome::failed(error.chain())),
-        };
-        tracing::debug!(reason = %decision.reason, "same outcome after re-reading; writing once more");
-        match write(fresh.clone()).await {
-            Ok(answer) => FirstWrite::Wrote(answer, Box::new(fresh)),
-            Err(error) if error.is_conflict() => {
-                FirstWrite::Ended(Outcome::failed(CHANGED_DURING_RUN.to_owned()))
+        budget: Budget,
+        on_conflict: OnConflict,
+        make: impl Fn(&HelmReleaseView) -> Write<'w>,
+    ) -> FirstWrite {
+        let object = match self
+            .send(view, &view.resource_version, &make(view), budget)
+            .await
+        {
+            Sent::Applied(answer) => return FirstWrite::Wrote(answer, Box::new(view.clone())),
+            Sent::Failed(error) => return FirstWrite::Ended(Outcome::failed(error.chain())),
+            Sent::Conflict(_, _) if on_conflict == OnConflict::Fail => {
+                return FirstWrite::Ended(Outcome::failed(CHANGED_DURING_RUN.to_owned()));
             }
-            Err(error) => FirstWrite::Ended(Outcome::failed(error.chain())),
+            Sent::Conflict(object, error) => {
+                tracing::info!(
+                    namespace = %view.namespace, name = %view.name, error = %error.chain(),
+                    "HelmRelease changed since it was read; deciding again"
+                );
+                object
+            }
+        };
+        let fresh = match self.redecide(&object).await {
+            (Some(fresh), decision) if decision.branch == Some(branch) => fresh,
+            (fresh, decision) => {
+                return FirstWrite::Ended(self.redecided(decision, fresh).await);
+            }
+        };
+        tracing::debug!("same outcome after re-reading; writing once more");
+        match self
+            .send(&fresh, &fresh.resource_version, &make(&fresh), budget)
+            .await
+        {
+            Sent::Applied(answer) => FirstWrite::Wrote(answer, Box::new(fresh)),
+            Sent::Conflict(..) => FirstWrite::Ended(Outcome::failed(CHANGED_DURING_RUN.to_owned())),
+            Sent::Failed(error) => FirstWrite::Ended(Outcome::failed(error.chain())),
         }
     }
-}
 
-impl Executor {
+    /// Another decision after a 409: a repair of our own state is carried
+    /// out now (its 409 is final); another remedy is `changed-during-run`
+    /// (the next run decides it afresh); a skip is reported as such.
+    async fn redecided(&self, decision: Decision, fresh: Option<HelmReleaseView>) -> Outcome {
+        let done = match (decision.branch, fresh) {
+            (None, _) => None,
+            (Some(branch @ (Branch::Resume | Branch::ClearMarker)), Some(fresh)) => {
+                tracing::info!(
+                    namespace = %fresh.namespace, name = %fresh.name, reason = %decision.reason,
+                    "decided again: repairing our own state in this run"
+                );
+                Some(Box::pin(self.run_single(&fresh, branch, OnConflict::Fail)).await)
+            }
+            (Some(_), _) => Some(Outcome::failed(CHANGED_DURING_RUN.to_owned())),
+        };
+        Outcome::Redecided(decision, done.map(Box::new))
+    }
+
+    /// Publishes the Event about one finished action (events::about).
+    async fn publish(&self, branch: Branch, view: &HelmReleaseView, outcome: &Outcome) {
+        if let Some((reason, note)) = events::about(branch, view, outcome) {
+            self.events.publish(view, reason, note).await;
+        }
+    }
+
     /// The `resourceVersion` the next write of an action carries: the one
     /// our previous write returned — except in a server dry run, where
     /// nothing persisted and the object still has the one it was read with.
@@ -362,8 +357,9 @@ fn log_outcome(namespace: &str, name: &str, planned: Decision, outcome: &Outcome
             namespace, name, branch, reason, result = %result,
             error = error.as_deref().unwrap_or_default(), "action not done"
         ),
-        Outcome::Redecided(decision) => tracing::info!(
+        Outcome::Redecided(decision, done) => tracing::info!(
             namespace, name, branch, reason = %decision.reason,
+            result = ?done.as_deref(),
             "decided again after a conflict: reporting the new outcome"
         ),
         Outcome::NotStarted => tracing::info!(
@@ -380,8 +376,15 @@ fn log_outcome(namespace: &str, name: &str, planned: Decision, outcome: &Outcome
 fn record(report: &mut Report, namespace: &str, name: &str, outcome: Outcome) {
     match outcome {
         Outcome::Done { result, error } => report.set_result(namespace, name, result, error),
-        Outcome::Redecided(decision) => match decision.branch {
-            Some(branch) => report.replace_action(namespace, name, branch, decision.reason),
+        Outcome::Redecided(decision, done) => match decision.branch {
+            Some(branch) => {
+                report.replace_action(namespace, name, branch, decision.reason);
+                let (result, error) = match done.map(|d| *d) {
+                    Some(Outcome::Done { result, error }) => (result, error),
+                    _ => (ActionResult::Failed, Some(CHANGED_DURING_RUN.to_owned())),
+                };
+                report.set_result(namespace, name, result, error);
+            }
             None => report.replace_with_skip(namespace, name, decision.reason),
         },
         Outcome::NotStarted => {}

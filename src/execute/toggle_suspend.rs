@@ -22,14 +22,18 @@
 //!
 //! # Guarantees
 //!
-//! * Write 1 failed: nothing changed; result `failed`. When its answer was
-//!   lost (connection error, timeout) the object is read again: if it
-//!   carries this very write's marker, the write landed and the object is
-//!   resumed with the rest of the batch — never left suspended.
+//! * Write 1 failed: nothing changed; result `failed`. When its answer did
+//!   not say what happened (504, connection lost, timeout, 409) the write
+//!   primitive reads the object again: if it carries this very write's
+//!   marker, the write landed and the object is resumed with the rest of the
+//!   batch — never left suspended. A 409 re-decided into `interrupted-toggle`
+//!   is resumed in this run.
 //! * Every HelmRelease this run suspended is resumed by this run — also on
-//!   SIGTERM/SIGINT and when the deadline cuts the wait short (the resume
-//!   then gets [`CLEANUP_GRACE`]). A wait cut short gives result `failed`
-//!   (the controller may not have seen the suspension), the object resumed.
+//!   SIGTERM/SIGINT (within [`super::SIGNAL_BUDGET`]) and when the deadline
+//!   cuts the wait short (within the run's clean-up budget,
+//!   [`super::CLEANUP_GRACE`] past it). A wait cut short gives result
+//!   `failed` (the controller may not have seen the suspension), the object
+//!   resumed.
 //! * Write 3 never removes a suspension that is not ours: once the marker is
 //!   gone, someone else took over (`changed-during-run`).
 //!
@@ -39,18 +43,14 @@
 //!   with our marker; result `failed`, exit 3; the next run resumes it
 //!   (`interrupted-toggle`).
 
-use std::time::Duration;
-
-use backon::{BackoffBuilder, ExponentialBuilder};
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
-use tokio::time::Instant;
 
-use super::events::EventReason;
-use super::{CHANGED_DURING_RUN, CLEANUP_GRACE, Executor, FirstWrite, Outcome, bounded, timestamp};
+use super::write::{Budget, Sent, Write, annotation};
+use super::{CHANGED_DURING_RUN, Executor, FirstWrite, OnConflict, Outcome, bounded, timestamp};
 use crate::decide::Decision;
-use crate::error::{Error, ObjectName, is_transient};
-use crate::kube_io::helmreleases::resource_version;
+use crate::error::Error;
+use crate::kube_io::helmreleases::Part;
 use crate::model::{Branch, DryRun, Reason, annotations};
 use crate::view::HelmReleaseView;
 
@@ -89,7 +89,7 @@ pub async fn run_batch<'a>(
     let outcomes = bounded(suspended.into_iter().map(|s| async move {
         match s {
             Suspended::No(outcome) => outcome,
-            Suspended::Yes(view, rv) => match resume_after_wait(executor, &view, rv).await {
+            Suspended::Yes(view, rv) => match resume(executor, &view, rv, Utc::now()).await {
                 Ok(()) => match wait {
                     WaitEnd::Elapsed => Outcome::succeeded(),
                     WaitEnd::Interrupted => Outcome::failed(
@@ -108,32 +108,12 @@ pub async fn run_batch<'a>(
     let planned = Decision::act(Reason::PendingInstallButDeployed, Branch::ToggleSuspend);
     for (view, outcome) in views.into_iter().zip(outcomes) {
         super::log_outcome(&view.namespace, &view.name, planned, &outcome);
-        publish(executor, view, &outcome).await;
+        executor
+            .publish(Branch::ToggleSuspend, view, &outcome)
+            .await;
         done.push((view, outcome));
     }
     done
-}
-
-async fn publish(executor: &Executor, view: &HelmReleaseView, outcome: &Outcome) {
-    let (reason, note) = match outcome {
-        Outcome::Done { error: None, .. } => (
-            EventReason::StuckReleaseToggled,
-            format!(
-                "history says pending-install but Helm release {}/{} is deployed: suspended and resumed to make helm-controller look again",
-                view.storage_namespace(),
-                view.release_name()
-            ),
-        ),
-        Outcome::Done {
-            result,
-            error: Some(error),
-        } => (
-            EventReason::StuckReleaseToggleFailed,
-            format!("toggling spec.suspend failed ({result}): {error}"),
-        ),
-        Outcome::Redecided(_) | Outcome::NotStarted => return,
-    };
-    executor.events.publish(view, reason, note).await;
 }
 
 /// Write 1 for one HelmRelease.
@@ -142,20 +122,24 @@ async fn suspend(executor: &Executor, view: &HelmReleaseView) -> Suspended {
         return Suspended::No(Outcome::NotStarted);
     }
     let now = Utc::now();
-    let object = ObjectName::new(&view.namespace, &view.name);
+    let stamp = timestamp(now);
+    let landed = |object: &Value| {
+        annotation(object, annotations::SUSPENDED_AT) == Some(stamp.as_str())
+            && object.pointer("/spec/suspend") == Some(&Value::Bool(true))
+    };
     let written = executor
-        .first_write(view, Branch::ToggleSuspend, |view| {
-            let object = object.clone();
-            async move {
-                executor
-                    .patch(&view, &suspend_patch(&view.resource_version, now))
-                    .await
-                    .map_err(|source| Error::Suspend {
-                        object,
-                        source: Box::new(source),
-                    })
-            }
-        })
+        .first_write(
+            view,
+            Branch::ToggleSuspend,
+            Budget::Run,
+            OnConflict::Redecide,
+            |_| Write {
+                part: Part::Object,
+                body: suspend_patch(now),
+                landed: &landed,
+                step: |object, source| Error::Suspend { object, source },
+            },
+        )
         .await;
     match written {
         FirstWrite::Wrote(answer, view) => {
@@ -163,51 +147,8 @@ async fn suspend(executor: &Executor, view: &HelmReleaseView) -> Suspended {
             tracing::info!(namespace = %view.namespace, name = %view.name, "suspended");
             Suspended::Yes(view, rv)
         }
-        FirstWrite::Ended(outcome) => match landed(executor, view, now, &outcome).await {
-            Some(rv) => Suspended::Yes(Box::new(view.clone()), rv),
-            None => Suspended::No(outcome),
-        },
+        FirstWrite::Ended(outcome) => Suspended::No(outcome),
     }
-}
-
-/// After a failed write 1: the object's `resourceVersion` now, when it is
-/// suspended with this very write's marker (it landed although its answer
-/// was lost).
-async fn landed(
-    executor: &Executor,
-    view: &HelmReleaseView,
-    now: DateTime<Utc>,
-    outcome: &Outcome,
-) -> Option<String> {
-    let failed = matches!(
-        outcome,
-        Outcome::Done {
-            result: crate::model::ActionResult::Failed,
-            ..
-        }
-    );
-    if !failed || executor.config.dry_run == DryRun::Server {
-        return None;
-    }
-    let until = executor.deadline.max(Instant::now() + CLEANUP_GRACE);
-    let object = executor
-        .within(until, executor.api.get(&view.namespace, &view.name))
-        .await
-        .ok()?;
-    let marker = object
-        .pointer("/metadata/annotations")
-        .and_then(|a| a.get(annotations::SUSPENDED_AT))
-        .and_then(Value::as_str);
-    let ours = marker == Some(timestamp(now).as_str())
-        && object.pointer("/spec/suspend") == Some(&Value::Bool(true));
-    if !ours {
-        return None;
-    }
-    tracing::info!(
-        namespace = %view.namespace, name = %view.name,
-        "the suspension landed although its answer was lost; resuming it with the batch"
-    );
-    resource_version(&object).map(str::to_owned)
 }
 
 /// Step 2: one wait for the batch.
@@ -223,102 +164,53 @@ async fn wait(executor: &Executor) -> WaitEnd {
     }
 }
 
-/// Write 3, with the conflict rule of a later write: re-read and retry
-/// while our marker is there, `changed-during-run` once it is gone — unless
-/// the object carries this very resume's `toggled-at`: then an earlier
-/// attempt of ours landed although its answer was lost.
-async fn resume_after_wait(
-    executor: &Executor,
-    view: &HelmReleaseView,
-    mut rv: String,
-) -> Result<(), String> {
-    let object = ObjectName::new(&view.namespace, &view.name);
-    let now = Utc::now();
-    loop {
-        match resume_retrying(executor, view, &rv, now).await {
-            Ok(_) => return Ok(()),
-            Err(error) if error.is_conflict() && Instant::now() < executor.deadline => {
-                let read = executor
-                    .within(
-                        executor.deadline,
-                        executor.api.get(&view.namespace, &view.name),
-                    )
-                    .await
-                    .map_err(|source| Error::ReadHelmRelease {
-                        object: object.clone(),
-                        source: Box::new(source),
-                    });
-                let fresh = read.map_err(|e| e.chain())?;
-                let annotation = |key: &str| {
-                    fresh
-                        .pointer("/metadata/annotations")
-                        .and_then(|a| a.get(key))
-                        .and_then(Value::as_str)
-                };
-                let ours = annotation(annotations::SUSPENDED_AT).is_some();
-                if !ours && annotation(annotations::TOGGLED_AT) == Some(timestamp(now).as_str()) {
-                    return Ok(());
-                }
-                match resource_version(&fresh) {
-                    Some(new_rv) if ours => rv = new_rv.to_owned(),
-                    _ => return Err(CHANGED_DURING_RUN.to_owned()),
-                }
-            }
-            Err(error) => return Err(error.chain()),
-        }
+/// The resume write (timestamps `now`), recognised on a read-back by its
+/// own `toggled-at` with the marker gone.
+pub(super) fn resume_write(
+    now: DateTime<Utc>,
+    landed: &(dyn Fn(&Value) -> bool + Sync),
+) -> Write<'_> {
+    Write {
+        part: Part::Object,
+        body: resume_patch(now),
+        landed,
+        step: |object, source| Error::Resume { object, source },
     }
 }
 
-/// Sends the resume patch (timestamps `now`) with `rv`, retrying transient
-/// errors other than 409 with backoff until the deadline. The first attempt
-/// may use [`CLEANUP_GRACE`] past the deadline. A 409 is returned to the
-/// caller.
-///
-/// # Errors
-/// [`Error::Resume`] with the last cause.
-pub async fn resume_retrying(
+/// Whether `object` carries the resume stamped `stamp`.
+pub(super) fn resumed_by(object: &Value, stamp: &str) -> bool {
+    annotation(object, annotations::TOGGLED_AT) == Some(stamp)
+        && annotation(object, annotations::SUSPENDED_AT).is_none()
+}
+
+/// Write 3, a later write of the action: retried within the clean-up
+/// budget; a 409 re-reads the object and writes again while our marker is
+/// there, `changed-during-run` once it is gone.
+async fn resume(
     executor: &Executor,
     view: &HelmReleaseView,
-    rv: &str,
+    rv: String,
     now: DateTime<Utc>,
-) -> Result<Value, Error> {
-    let mut backoff = ExponentialBuilder::default()
-        .with_min_delay(Duration::from_millis(200))
-        .with_max_delay(Duration::from_secs(5))
-        .with_jitter()
-        .without_max_times()
-        .build();
-    let mut until = executor.deadline.max(Instant::now() + CLEANUP_GRACE);
-    loop {
-        let body = resume_patch(rv, now);
-        let source = match executor.patch_until(until, view, &body).await {
-            Ok(answer) => return Ok(answer),
-            Err(source) => source,
-        };
-        let retry =
-            is_transient(&source) && !matches!(&source, kube::Error::Api(s) if s.code == 409);
-        let error = Error::Resume {
-            object: ObjectName::new(&view.namespace, &view.name),
-            source: Box::new(source),
-        };
-        let delay = backoff.next().unwrap_or(Duration::from_secs(5));
-        if !retry || Instant::now() + delay >= executor.deadline {
-            return Err(error);
-        }
-        tracing::info!(
-            namespace = %view.namespace, name = %view.name, error = %error.chain(),
-            retry_in = ?delay, "resume failed; retrying"
-        );
-        tokio::time::sleep(delay).await;
-        until = executor.deadline;
+) -> Result<(), String> {
+    let stamp = timestamp(now);
+    let landed = |object: &Value| resumed_by(object, &stamp);
+    let ours = |object: &Value| annotation(object, annotations::SUSPENDED_AT).is_some();
+    let write = resume_write(now, &landed);
+    match executor
+        .send_while_ours(view, rv, &write, Budget::Cleanup, ours)
+        .await
+    {
+        Sent::Applied(_) => Ok(()),
+        Sent::Conflict(..) => Err(CHANGED_DURING_RUN.to_owned()),
+        Sent::Failed(error) => Err(error.chain()),
     }
 }
 
 /// Write 1: suspend with our marker.
-pub fn suspend_patch(rv: &str, now: DateTime<Utc>) -> Value {
+pub fn suspend_patch(now: DateTime<Utc>) -> Value {
     json!({
         "metadata": {
-            "resourceVersion": rv,
             "annotations": {annotations::SUSPENDED_AT: timestamp(now)},
         },
         "spec": {"suspend": true},
@@ -327,11 +219,10 @@ pub fn suspend_patch(rv: &str, now: DateTime<Utc>) -> Value {
 
 /// Write 3 (and the `interrupted-toggle` repair): remove `spec.suspend` and
 /// the marker, record `toggled-at`, request a reconcile.
-pub fn resume_patch(rv: &str, now: DateTime<Utc>) -> Value {
+pub fn resume_patch(now: DateTime<Utc>) -> Value {
     let now = timestamp(now);
     json!({
         "metadata": {
-            "resourceVersion": rv,
             "annotations": {
                 annotations::SUSPENDED_AT: null,
                 annotations::TOGGLED_AT: now,
@@ -348,7 +239,7 @@ mod tests {
 
     #[test]
     fn resume_removes_suspend_and_marker_with_json_null() {
-        let patch = resume_patch("9", Utc::now());
+        let patch = resume_patch(Utc::now());
         assert_eq!(patch["spec"]["suspend"], Value::Null);
         assert!(
             patch["spec"]
@@ -366,12 +257,11 @@ mod tests {
             annotations[annotations::TOGGLED_AT],
             annotations[annotations::RECONCILE_REQUESTED_AT]
         );
-        assert_eq!(patch["metadata"]["resourceVersion"], "9");
     }
 
     #[test]
     fn suspend_sets_spec_and_marker() {
-        let patch = suspend_patch("3", Utc::now());
+        let patch = suspend_patch(Utc::now());
         assert_eq!(patch["spec"]["suspend"], true);
         assert!(patch["metadata"]["annotations"][annotations::SUSPENDED_AT].is_string());
     }

@@ -8,6 +8,8 @@ use serde_json::Value;
 use super::*;
 use crate::config::Config;
 use crate::decide::{TABLE, decide, storage_needed};
+use crate::execute::correct_status::corrected_status;
+use crate::execute::write::with_resource_version;
 use crate::plan::fixtures::{Helm, Hr, hr, minutes, now, seconds};
 
 /// One HelmRelease per row of the table, in table order, with the Helm
@@ -279,7 +281,14 @@ fn a_correction_shows_the_annotation_then_the_status_patch() {
     assert_eq!(e.branch, "correct-status");
     let subresources: Vec<&str> = e.patches.iter().map(|p| p.subresource).collect();
     assert_eq!(subresources, ["", "status"]);
-    assert_eq!(e.patches[0].body, annotation_patch(&view, now()));
+    assert_eq!(
+        e.patches[0].body,
+        with_resource_version(annotation_patch(now()), &view.resource_version)
+    );
+    assert_eq!(
+        e.patches[0].body["metadata"]["resourceVersion"],
+        view.resource_version.as_str()
+    );
     assert_eq!(e.patches[1].body["status"], corrected_status(&view, now()));
     assert_eq!(
         e.patches[1].body["metadata"]["resourceVersion"],

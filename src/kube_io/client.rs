@@ -1,11 +1,20 @@
-//! The Kubernetes client: configuration the kube way, and at most
-//! [`MAX_IN_FLIGHT`] requests in flight at once.
+//! The Kubernetes clients: configuration the kube way, and at most
+//! [`MAX_IN_FLIGHT`] requests in flight at once across both of them.
+//!
+//! Two clients share one connection configuration and one concurrency
+//! limit: reads keep kube's built-in retry (it re-sends a request answered
+//! 429, 503 or 504), writes go through a client without it, since a 504 may
+//! come from a write the server applied and a blind re-send of the same body
+//! and `resourceVersion` would then meet our own write as a 409. The
+//! executor's write primitive (`execute::write`) owns every retry of a write.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use kube::client::ClientBuilder;
 use kube::config::{KubeConfigOptions, Kubeconfig};
-use tower::limit::ConcurrencyLimitLayer;
+use tokio::sync::Semaphore;
+use tower::limit::GlobalConcurrencyLimitLayer;
 
 use super::proxy::{ProxyEnv, proxy_for};
 use crate::error::Error;
@@ -14,28 +23,42 @@ use crate::error::Error;
 /// of HelmReleases, namespaces or concurrent actions.
 pub const MAX_IN_FLIGHT: usize = 16;
 
-/// Loads the cluster configuration and builds a client whose every request
-/// passes one shared concurrency limit.
+/// The read client (kube's retry on) and the write client (retry off).
+#[derive(Clone)]
+pub struct Clients {
+    pub read: kube::Client,
+    pub write: kube::Client,
+}
+
+/// Loads the cluster configuration and builds the two clients, whose every
+/// request passes one shared concurrency limit.
 ///
 /// Order: `--kubeconfig PATH`; else, with `--context` or an explicit
 /// `KUBECONFIG` (several files merged as kubectl merges them: the first
 /// file wins per key), that; else the in-cluster service account when
 /// running in a pod; else `~/.kube/config`. The proxy is then chosen as
 /// kubectl chooses it ([`proxy_for`]).
-pub async fn connect(
-    kubeconfig: Option<&Path>,
-    context: Option<&str>,
-) -> Result<kube::Client, Error> {
+pub async fn connect(kubeconfig: Option<&Path>, context: Option<&str>) -> Result<Clients, Error> {
     let config = load_config(kubeconfig, context).await?;
     build(config)
 }
 
-/// Builds the limited client from a configuration.
-pub fn build(config: kube::Config) -> Result<kube::Client, Error> {
-    let builder = ClientBuilder::try_from(config).map_err(|e| Error::BuildClient(Box::new(e)))?;
-    Ok(builder
-        .with_layer(&ConcurrencyLimitLayer::new(MAX_IN_FLIGHT))
-        .build())
+/// Builds both limited clients from a configuration.
+pub fn build(config: kube::Config) -> Result<Clients, Error> {
+    let slots = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
+    let one = |config: kube::Config| -> Result<kube::Client, Error> {
+        let builder =
+            ClientBuilder::try_from(config).map_err(|e| Error::BuildClient(Box::new(e)))?;
+        Ok(builder
+            .with_layer(&GlobalConcurrencyLimitLayer::with_semaphore(slots.clone()))
+            .build())
+    };
+    let mut write = config.clone();
+    write.default_retry = false;
+    Ok(Clients {
+        read: one(config)?,
+        write: one(write)?,
+    })
 }
 
 async fn load_config(path: Option<&Path>, context: Option<&str>) -> Result<kube::Config, Error> {

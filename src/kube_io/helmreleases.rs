@@ -3,6 +3,9 @@
 //! Objects are read as `serde_json::Value` and turned into views one by one,
 //! so one malformed item never fails a whole list or re-read.
 
+use std::time::Duration;
+
+use http_body_util::BodyExt;
 use kube::core::Request;
 use kube::core::params::{GetParams, ListParams, Patch, PatchParams};
 use serde_json::Value;
@@ -35,19 +38,57 @@ pub fn patch_params(dry_run: DryRun) -> PatchParams {
     }
 }
 
+/// A write the server did not confirm: kube's error, and how long the
+/// server asked us to wait (`Retry-After` header, else
+/// `details.retryAfterSeconds`).
+#[derive(Debug)]
+pub struct Unconfirmed {
+    pub error: kube::Error,
+    pub retry_after: Option<Duration>,
+}
+
+impl From<kube::Error> for Unconfirmed {
+    fn from(error: kube::Error) -> Self {
+        Unconfirmed {
+            error,
+            retry_after: None,
+        }
+    }
+}
+
+/// Which part of the object a write patches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Part {
+    /// `metadata` and `spec`.
+    Object,
+    /// The status subresource.
+    Status,
+}
+
 /// A thin handle for reading and merge-patching HelmReleases as JSON.
+/// Reads go through `client`, writes through `writer` (without kube's
+/// retry, see [`super::client`]).
 #[derive(Clone)]
 pub struct HelmReleases {
     client: kube::Client,
+    writer: kube::Client,
     params: PatchParams,
 }
 
 impl HelmReleases {
     pub fn new(client: kube::Client, dry_run: DryRun) -> Self {
         Self {
+            writer: client.clone(),
             client,
             params: patch_params(dry_run),
         }
+    }
+
+    /// Sends writes through `writer`.
+    #[must_use]
+    pub fn writing_with(mut self, writer: kube::Client) -> Self {
+        self.writer = writer;
+        self
     }
 
     /// One page of the list: `limit=500`, the continue token, the selector.
@@ -78,43 +119,53 @@ impl HelmReleases {
         self.client.request::<Value>(request).await
     }
 
-    /// JSON merge patch of the object (metadata and spec).
-    pub async fn patch(
+    /// One JSON merge patch of `part`, with this handle's field manager and
+    /// dry run, sent once (no retry) through the write client.
+    pub async fn write(
         &self,
         namespace: &str,
         name: &str,
+        part: Part,
         body: &Value,
-    ) -> Result<Value, kube::Error> {
-        self.merge_patch(namespace, name, None, body).await
-    }
-
-    /// JSON merge patch of the status subresource.
-    pub async fn patch_status(
-        &self,
-        namespace: &str,
-        name: &str,
-        body: &Value,
-    ) -> Result<Value, kube::Error> {
-        self.merge_patch(namespace, name, Some("status"), body)
-            .await
-    }
-
-    /// One JSON merge patch, with this client's field manager and dry run.
-    async fn merge_patch(
-        &self,
-        namespace: &str,
-        name: &str,
-        subresource: Option<&str>,
-        body: &Value,
-    ) -> Result<Value, kube::Error> {
+    ) -> Result<Value, Unconfirmed> {
         let collection = Request::new(collection_path(Some(namespace)));
         let patch = Patch::Merge(body);
-        let request = match subresource {
-            None => collection.patch(name, &self.params, &patch),
-            Some(sub) => collection.patch_subresource(sub, name, &self.params, &patch),
+        let request = match part {
+            Part::Object => collection.patch(name, &self.params, &patch),
+            Part::Status => collection.patch_subresource("status", name, &self.params, &patch),
         }
         .map_err(kube::Error::BuildRequest)?;
-        self.client.request::<Value>(request).await
+        let response = self
+            .writer
+            .send(request.map(kube::client::Body::from))
+            .await?;
+        let code = response.status();
+        let header = response
+            .headers()
+            .get(http::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
+        let bytes = response.into_body().collect().await?.to_bytes();
+        if code.is_success() {
+            return serde_json::from_slice(&bytes)
+                .map_err(|e| Unconfirmed::from(kube::Error::SerdeError(e)));
+        }
+        let text = String::from_utf8_lossy(&bytes);
+        let status = serde_json::from_str::<kube::core::Status>(&text).unwrap_or_else(|_| {
+            kube::core::Status::failure(text.trim(), "Failed to parse error data")
+                .with_code(code.as_u16())
+        });
+        let details = status
+            .details
+            .as_ref()
+            .map(|d| d.retry_after_seconds)
+            .filter(|s| *s > 0)
+            .map(|s| Duration::from_secs(u64::from(s)));
+        Err(Unconfirmed {
+            retry_after: header.or(details),
+            error: kube::Error::Api(Box::new(status)),
+        })
     }
 }
 

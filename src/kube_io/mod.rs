@@ -7,7 +7,7 @@ pub mod list;
 pub mod proxy;
 pub mod storage;
 
-pub use client::{MAX_IN_FLIGHT, connect};
+pub use client::{Clients, MAX_IN_FLIGHT, connect};
 pub use helmreleases::HelmReleases;
 pub use list::{ListFailure, Listed, list_helmreleases};
 pub use storage::{read_storage, releases_needed};

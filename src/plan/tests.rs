@@ -3,9 +3,7 @@
 
 use serde_json::json;
 
-use super::fixtures::{
-    Helm, ago, ahead, cluster, decided, decided_with, hr, minutes, now, seconds,
-};
+use super::fixtures::{Helm, ahead, cluster, decided, decided_with, hr, minutes, now, seconds};
 use crate::config::Config;
 use crate::decide::{Decision, ReleaseRef, StorageFact, storage_needed};
 use crate::model::{Branch, Reason, annotations};
@@ -150,31 +148,32 @@ fn ready_unknown_for_less_than_the_threshold_is_within_threshold() {
 }
 
 #[test]
-fn a_correction_after_ready_last_changed_is_already_corrected_even_past_the_cooldown() {
-    // Corrected 40m ago, Ready Unknown since 50m: this Unknown episode was
-    // corrected once (SPEC §3: never twice). The same holds a half-done
-    // correction — annotation written, status not — until Ready changes
-    // again (docs/safety.md).
+fn a_correction_past_the_cooldown_is_tried_again_even_after_ready_last_changed() {
+    // Corrected 40m ago (cooldown 30m), Ready Unknown since 50m: SPEC §3's
+    // `already-corrected` is the cooldown alone, so a correction a killed
+    // run left half done (annotation written, status not) is finished now.
     let hr = hr("apps", "web")
         .ready_unknown_for(minutes(50))
         .history_deployed(3)
         .corrected_ago(minutes(40));
-    assert_eq!(
-        decided(hr, Helm::deployed(3)),
-        skip(Reason::AlreadyCorrected)
-    );
+    assert_eq!(decided(hr, Helm::deployed(3)), correct_status());
 }
 
 #[test]
-fn a_correction_at_the_same_instant_ready_changed_is_already_corrected() {
-    let hr = hr("apps", "web")
-        .ready_unknown_for(minutes(50))
-        .history_deployed(3)
-        .corrected_ago(minutes(50));
-    assert_eq!(
-        decided(hr, Helm::deployed(3)),
-        skip(Reason::AlreadyCorrected)
-    );
+fn a_correction_younger_than_the_cooldown_is_already_corrected_before_or_after_ready() {
+    for corrected in [minutes(10), minutes(29)] {
+        for ready in [minutes(6), minutes(50)] {
+            let hr = hr("apps", "web")
+                .ready_unknown_for(ready)
+                .history_deployed(3)
+                .corrected_ago(corrected);
+            assert_eq!(
+                decided(hr, Helm::deployed(3)),
+                skip(Reason::AlreadyCorrected),
+                "corrected {corrected:?} ago, Ready Unknown for {ready:?}"
+            );
+        }
+    }
 }
 
 #[test]
@@ -796,35 +795,6 @@ fn repairs_still_run_when_the_guardrail_trips() {
     let runnable: Vec<_> = plan.runnable().filter_map(|i| i.decision.branch).collect();
     assert_eq!(runnable.len(), 4);
     assert!(runnable.iter().all(|b| !b.is_guarded()));
-}
-
-#[test]
-fn the_correction_timestamp_is_compared_with_ready_not_with_now() {
-    // corrected 40m ago, Ready changed 45m ago: corrected after Ready changed.
-    let hr = hr("apps", "web")
-        .ready_unknown_since(&ago(minutes(45)))
-        .history_deployed(3)
-        .corrected_ago(minutes(40));
-    assert_eq!(
-        decided(hr, Helm::deployed(3)),
-        skip(Reason::AlreadyCorrected)
-    );
-}
-
-#[test]
-fn the_correction_is_compared_with_ready_not_with_a_later_reconciling() {
-    // Ready Unknown since 50m, Reconciling True since 20m (age 20m), corrected
-    // 40m ago: after Ready's transition, so already corrected although
-    // Reconciling changed later (SPEC §3 names Ready's lastTransitionTime).
-    let hr = hr("apps", "web")
-        .ready_unknown_for(minutes(50))
-        .history_deployed(3)
-        .reconciling_true_since(&ago(minutes(20)))
-        .corrected_ago(minutes(40));
-    assert_eq!(
-        decided(hr, Helm::deployed(3)),
-        skip(Reason::AlreadyCorrected)
-    );
 }
 
 mod guardrail_property {
