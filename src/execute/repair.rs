@@ -45,21 +45,19 @@ pub async fn resume(
     view: &HelmReleaseView,
     on_conflict: OnConflict,
 ) -> Outcome {
-    if !executor.may_start() {
-        return Outcome::NotStarted;
-    }
     let now = Utc::now();
     let stamp = timestamp(now);
     let landed = |object: &Value| resumed_by(object, &stamp);
-    let written = executor
-        .first_write(view, Branch::Resume, Budget::Cleanup, on_conflict, |_| {
-            resume_write(now, &landed)
-        })
-        .await;
-    let outcome = match written {
-        FirstWrite::Wrote(..) => Outcome::succeeded(),
-        FirstWrite::Ended(outcome) => outcome,
-    };
+    let write = resume_write(now, &landed);
+    let outcome = one_write(
+        executor,
+        view,
+        Branch::Resume,
+        Budget::Cleanup,
+        on_conflict,
+        write,
+    )
+    .await;
     executor.publish(Branch::Resume, view, &outcome).await;
     outcome
 }
@@ -70,18 +68,43 @@ pub async fn clear_marker(
     view: &HelmReleaseView,
     on_conflict: OnConflict,
 ) -> Outcome {
+    let cleared = |object: &Value| annotation(object, annotations::SUSPENDED_AT).is_none();
+    let write = Write {
+        part: Part::Object,
+        body: clear_marker_patch(),
+        landed: &cleared,
+        step: |object, source| Error::ClearMarker { object, source },
+    };
+    one_write(
+        executor,
+        view,
+        Branch::ClearMarker,
+        Budget::Run,
+        on_conflict,
+        write,
+    )
+    .await
+}
+
+/// A repair is one write, the action's first (none once the run may start
+/// nothing new): its outcome.
+async fn one_write(
+    executor: &Executor,
+    view: &HelmReleaseView,
+    branch: Branch,
+    budget: Budget,
+    on_conflict: OnConflict,
+    write: Write<'_>,
+) -> Outcome {
     if !executor.may_start() {
         return Outcome::NotStarted;
     }
-    let cleared = |object: &Value| annotation(object, annotations::SUSPENDED_AT).is_none();
     let written = executor
-        .first_write(view, Branch::ClearMarker, Budget::Run, on_conflict, |_| {
-            Write {
-                part: Part::Object,
-                body: clear_marker_patch(),
-                landed: &cleared,
-                step: |object, source| Error::ClearMarker { object, source },
-            }
+        .first_write(view, branch, budget, on_conflict, |_| Write {
+            part: write.part,
+            body: write.body.clone(),
+            landed: write.landed,
+            step: write.step,
         })
         .await;
     match written {
