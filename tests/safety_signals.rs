@@ -211,7 +211,8 @@ fn after_sigterm_resumes_retry_for_at_most_20_seconds() {
     assert_eq!(out.status.code(), Some(143), "{}", describe(&out));
     assert!(
         elapsed >= Duration::from_secs(15) && elapsed < Duration::from_secs(23),
-        "retried the resume for {elapsed:?} after the signal, not about 20 s"
+        "retried the resume for {elapsed:?} after the signal, not about 20 s: {}",
+        describe(&out)
     );
     let report = json_report(&out);
     let action = action_of(&report, TOGGLE_NS, HR_NAME)

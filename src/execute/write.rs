@@ -44,6 +44,9 @@ pub const SIGNAL_BUDGET: Duration = Duration::from_secs(20);
 /// this tool is worse than a run a few seconds late.
 pub const CLEANUP_GRACE: Duration = Duration::from_secs(5);
 
+/// The time left for a last attempt when a backoff is cut at the budget.
+const LAST_TRY: Duration = Duration::from_millis(500);
+
 /// Until when a write may retry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Budget {
@@ -186,10 +189,13 @@ impl Executor {
                     _ => return fail(refused.error),
                 },
             };
-            let delay = delay
-                .or_else(|| delays.next())
-                .unwrap_or(Duration::from_secs(5));
-            if !self.pause(delay, budget).await {
+            // A delay the server named (`Retry-After`) is honoured whole; our
+            // own backoff may be cut at the budget's end.
+            let (delay, named) = match delay {
+                Some(named) => (named, true),
+                None => (delays.next().unwrap_or(Duration::from_secs(5)), false),
+            };
+            if !self.pause(delay, named, budget).await {
                 return fail(refused.error);
             }
             tracing::info!(
@@ -252,11 +258,24 @@ impl Executor {
 
     /// Waits `delay` before the next attempt; false when that would pass
     /// the budget (or, for [`Budget::Run`], a signal came).
-    async fn pause(&self, delay: Duration, budget: Budget) -> bool {
-        let wake = Instant::now() + delay;
-        if wake >= self.until(budget) {
+    ///
+    /// A backoff of our own (`named` false) that would end past the budget
+    /// is cut short so that one last attempt still goes out just before it
+    /// ends: a clean-up write keeps trying for its whole budget, not for its
+    /// whole budget less a backoff. A delay the server named is not cut.
+    async fn pause(&self, delay: Duration, named: bool, budget: Budget) -> bool {
+        let now = Instant::now();
+        let Some(last_try) = self.until(budget).checked_sub(LAST_TRY) else {
+            return false;
+        };
+        if now >= last_try || (named && now + delay >= self.until(budget)) {
             return false;
         }
+        let wake = if named {
+            now + delay
+        } else {
+            (now + delay).min(last_try)
+        };
         tokio::select! {
             () = tokio::time::sleep_until(wake) => true,
             () = self.cancel.cancelled() => match budget {
