@@ -286,13 +286,13 @@ impl Testbed {
         let peer_port = free_port()?;
         let mut cmd = Command::new(bin);
         cmd.args([
-            "--name=default".to_owned(),
+            "--name=testbed".to_owned(),
             format!("--data-dir={}", self.path.join("etcd").display()),
             format!("--listen-client-urls=http://127.0.0.1:{client_port}"),
             format!("--advertise-client-urls=http://127.0.0.1:{client_port}"),
             format!("--listen-peer-urls=http://127.0.0.1:{peer_port}"),
             format!("--initial-advertise-peer-urls=http://127.0.0.1:{peer_port}"),
-            format!("--initial-cluster=default=http://127.0.0.1:{peer_port}"),
+            format!("--initial-cluster=testbed=http://127.0.0.1:{peer_port}"),
             "--unsafe-no-fsync=true".to_owned(),
             "--log-level=warn".to_owned(),
         ]);
