@@ -7,7 +7,7 @@
 use std::process::Stdio;
 
 use serde_json::{Value, json};
-use testbed::Options;
+use testbed::{Options, Testbed};
 
 use crate::support::{
     self, CONTROLLER_TIMEOUT, HR_API, SA_USER, describe, find_condition, kubectl, repo,
@@ -16,65 +16,8 @@ use crate::support::{
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn testbed_works() {
     let bed = support::start(Options::default()).await;
-    let url = bed.chart_repo_url().expect("chart repository").to_owned();
-    let ns = "apps";
-    bed.ensure_namespace(ns).await.expect("namespace");
-    bed.create(json!({
-        "apiVersion": "source.toolkit.fluxcd.io/v1",
-        "kind": "HelmRepository",
-        "metadata": {"namespace": ns, "name": "charts"},
-        "spec": {"url": url, "interval": "10m"},
-    }))
-    .await
-    .expect("HelmRepository created");
-    bed.create(json!({
-        "apiVersion": HR_API,
-        "kind": "HelmRelease",
-        "metadata": {"namespace": ns, "name": "hello"},
-        "spec": {
-            "interval": "10m",
-            "chart": {"spec": {"chart": "hello", "version": "0.1.0",
-                "sourceRef": {"kind": "HelmRepository", "name": "charts"}}},
-            "values": {"message": "from the testbed"},
-        },
-    }))
-    .await
-    .expect("HelmRelease created");
-
-    // The real controllers install it: Ready=True, history[0] deployed.
-    let hr = bed
-        .wait("apps/hello Ready=True", CONTROLLER_TIMEOUT, async || {
-            let hr = bed
-                .get(HR_API, "HelmRelease", Some(ns), "hello")
-                .await
-                .map_err(|e| e.to_string())?
-                .ok_or("HelmRelease gone")?;
-            match find_condition(&hr, "Ready") {
-                Some(c) if c["status"] == "True" => Ok(hr),
-                _ => Err(format!("status: {}", hr["status"])),
-            }
-        })
-        .await
-        .unwrap_or_else(|e| panic!("{e:#}"));
-    assert_eq!(hr["status"]["history"][0]["status"], "deployed", "{hr:#}");
-    assert_eq!(hr["status"]["history"][0]["chartName"], "hello", "{hr:#}");
-    // Helm's own storage and the chart's ConfigMap are there.
-    let secret = bed
-        .get("v1", "Secret", Some(ns), "sh.helm.release.v1.hello.v1")
-        .await
-        .expect("readable")
-        .expect("Helm release Secret v1 exists");
-    assert_eq!(
-        secret["metadata"]["labels"]["status"], "deployed",
-        "{secret:#}"
-    );
-    assert_eq!(secret["metadata"]["labels"]["owner"], "helm", "{secret:#}");
-    let cm = bed
-        .get("v1", "ConfigMap", Some(ns), "hello-hello")
-        .await
-        .expect("readable")
-        .expect("the chart's ConfigMap exists");
-    assert_eq!(cm["data"]["message"], "from the testbed");
+    eprintln!("helm-controller {}", bed.options().helm_controller);
+    install_hello(&bed, "apps").await;
 
     // The real kubectl lists it, by short name and as JSON.
     let table = kubectl(&bed, &["get", "hr", "-A"]);
@@ -298,4 +241,93 @@ fn rbac_rules() -> Vec<(Vec<String>, Vec<String>, Vec<String>)> {
             )
         })
         .collect()
+}
+
+/// The two older helm-controller versions the testbed runs (v1.4.3 before
+/// PR #1411, v1.6.3) install the same HelmRelease; the newest is in
+/// `testbed_works`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn older_helm_controllers_install_too() {
+    for version in testbed::HELM_CONTROLLER_VERSIONS {
+        if *version == testbed::default_helm_controller() {
+            continue;
+        }
+        let bed = support::start(Options::default().helm_controller(version)).await;
+        assert!(
+            bed.notes().is_empty(),
+            "{version}: CRDs of its own: {:?}",
+            bed.notes()
+        );
+        install_hello(&bed, "apps").await;
+        eprintln!("helm-controller {version}: apps/hello Ready=True");
+    }
+}
+
+/// A HelmRepository at the testbed's chart repository and a HelmRelease of
+/// chart `hello` in `ns`; waits until the real controllers made it
+/// Ready=True and checks Helm's storage and the chart's ConfigMap.
+async fn install_hello(bed: &Testbed, ns: &str) -> Value {
+    let url = bed.chart_repo_url().expect("chart repository").to_owned();
+    bed.ensure_namespace(ns).await.expect("namespace");
+    bed.create(json!({
+        "apiVersion": "source.toolkit.fluxcd.io/v1",
+        "kind": "HelmRepository",
+        "metadata": {"namespace": ns, "name": "charts"},
+        "spec": {"url": url, "interval": "10m"},
+    }))
+    .await
+    .expect("HelmRepository created");
+    bed.create(json!({
+        "apiVersion": HR_API,
+        "kind": "HelmRelease",
+        "metadata": {"namespace": ns, "name": "hello"},
+        "spec": {
+            "interval": "10m",
+            "chart": {"spec": {"chart": "hello", "version": "0.1.0",
+                "sourceRef": {"kind": "HelmRepository", "name": "charts"}}},
+            "values": {"message": "from the testbed"},
+        },
+    }))
+    .await
+    .expect("HelmRelease created");
+
+    // The real controllers install it: Ready=True, history[0] deployed.
+    let hr = bed
+        .wait(
+            &format!("{ns}/hello Ready=True"),
+            CONTROLLER_TIMEOUT,
+            async || {
+                let hr = bed
+                    .get(HR_API, "HelmRelease", Some(ns), "hello")
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .ok_or("HelmRelease gone")?;
+                match find_condition(&hr, "Ready") {
+                    Some(c) if c["status"] == "True" => Ok(hr),
+                    _ => Err(format!("status: {}", hr["status"])),
+                }
+            },
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    assert_eq!(hr["status"]["history"][0]["status"], "deployed", "{hr:#}");
+    assert_eq!(hr["status"]["history"][0]["chartName"], "hello", "{hr:#}");
+    // Helm's own storage and the chart's ConfigMap are there.
+    let secret = bed
+        .get("v1", "Secret", Some(ns), "sh.helm.release.v1.hello.v1")
+        .await
+        .expect("readable")
+        .expect("Helm release Secret v1 exists");
+    assert_eq!(
+        secret["metadata"]["labels"]["status"], "deployed",
+        "{secret:#}"
+    );
+    assert_eq!(secret["metadata"]["labels"]["owner"], "helm", "{secret:#}");
+    let cm = bed
+        .get("v1", "ConfigMap", Some(ns), "hello-hello")
+        .await
+        .expect("readable")
+        .expect("the chart's ConfigMap exists");
+    assert_eq!(cm["data"]["message"], "from the testbed");
+    hr
 }

@@ -39,7 +39,7 @@ use serde_json::{Value, json};
 
 use crate::pki::Pki;
 use crate::process::Proc;
-use crate::util::{free_port, http_get, random_token, write_kubeconfig};
+use crate::util::{PortReservation, http_get, random_token, reserve_port, write_kubeconfig};
 
 /// The helm-controller versions `scripts/build-testbed` builds.
 pub const HELM_CONTROLLER_VERSIONS: &[&str] = &["v1.4.3", "v1.6.3", "v1.6.4"];
@@ -168,6 +168,8 @@ pub struct Testbed {
     timings: StartTimings,
     resources: Mutex<HashMap<(String, String), ApiResource>>,
     kubectl_cache: PathBuf,
+    /// Every port this testbed uses, reserved until it is dropped.
+    ports: Mutex<Vec<PortReservation>>,
 }
 
 impl Testbed {
@@ -210,7 +212,10 @@ impl Testbed {
         std::fs::create_dir_all(path.join("logs"))?;
         let pki = pki::generate(&path.join("pki"))?;
         let admin_token = random_token()?;
-        let apiserver_port = free_port()?;
+        let mut ports = Vec::new();
+        let apiserver = reserve_port()?;
+        let apiserver_port = apiserver.port;
+        ports.push(apiserver);
         let apiserver_url = format!("https://127.0.0.1:{apiserver_port}");
         let admin_kubeconfig = path.join("admin.kubeconfig");
         write_kubeconfig(
@@ -246,6 +251,7 @@ impl Testbed {
             timings: StartTimings::default(),
             resources: Mutex::new(HashMap::new()),
             kubectl_cache: path.join("kubectl-cache"),
+            ports: Mutex::new(ports),
             options,
         };
 
@@ -272,8 +278,8 @@ impl Testbed {
             let t = Instant::now();
             {
                 let mut slot = bed.lock_hc();
-                slot.metrics_port = free_port()?;
-                slot.health_port = free_port()?;
+                slot.metrics_port = bed.port()?;
+                slot.health_port = bed.port()?;
             }
             bed.spawn_helm_controller(&bin)?;
             bed.wait_helm_controller_ready().await?;
@@ -284,8 +290,8 @@ impl Testbed {
     }
 
     async fn start_etcd(&self, bin: &Path) -> anyhow::Result<()> {
-        let client_port = free_port()?;
-        let peer_port = free_port()?;
+        let client_port = self.port()?;
+        let peer_port = self.port()?;
         let mut cmd = Command::new(bin);
         cmd.args([
             "--name=testbed".to_owned(),
@@ -472,7 +478,7 @@ impl Testbed {
     }
 
     async fn start_chart_repo(&mut self) -> anyhow::Result<()> {
-        let port = free_port()?;
+        let port = self.port()?;
         let url = format!("http://127.0.0.1:{port}");
         let repo = self.path.join("chart-repo");
         let names =
@@ -502,9 +508,9 @@ impl Testbed {
     }
 
     async fn start_source_controller(&mut self, bin: &Path) -> anyhow::Result<()> {
-        let storage = free_port()?;
-        let metrics = free_port()?;
-        let health = free_port()?;
+        let storage = self.port()?;
+        let metrics = self.port()?;
+        let health = self.port()?;
         let kubeconfig = self.path.join("source-controller.kubeconfig");
         write_kubeconfig(
             &kubeconfig,
@@ -633,6 +639,18 @@ impl Testbed {
             .proc
             .as_mut()
             .is_some_and(|p| p.exited().is_none())
+    }
+
+    /// Reserves a loopback port for as long as this testbed lives (see
+    /// [`util::PortReservation`]): for a proxy or server a test adds.
+    pub fn port(&self) -> anyhow::Result<u16> {
+        let reservation = reserve_port()?;
+        let port = reservation.port;
+        self.ports
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(reservation);
+        Ok(port)
     }
 
     fn lock_hc(&self) -> std::sync::MutexGuard<'_, HelmControllerSlot> {

@@ -9,19 +9,61 @@ use base64::Engine;
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-/// A loopback port nobody listens on right now.
-pub fn free_port() -> anyhow::Result<u16> {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").context("binding a free port")?;
-    Ok(listener.local_addr()?.port())
+/// Ports handed out, from below the kernel's ephemeral range (32768+ here),
+/// so that no outgoing connection and no `bind(0)` takes one meanwhile.
+const PORT_RANGE: std::ops::Range<u16> = 20000..32000;
+
+/// A loopback port reserved for this process: nobody listened on it when
+/// it was picked, and an exclusive `flock` on
+/// `$TMPDIR/testbed-ports/<port>.lock` keeps every other testbed (in this
+/// or another process) off it while the reservation lives. The kernel drops
+/// the lock when the process dies, so a killed test leaks nothing.
+#[derive(Debug)]
+pub struct PortReservation {
+    pub port: u16,
+    _lock: std::fs::File,
+}
+
+/// Reserves a free loopback port (see [`PortReservation`]).
+pub fn reserve_port() -> anyhow::Result<PortReservation> {
+    use std::os::fd::AsRawFd;
+    let dir = std::env::temp_dir().join("testbed-ports");
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    for _ in 0..2000 {
+        let mut bytes = [0u8; 2];
+        random_bytes(&mut bytes)?;
+        let span = PORT_RANGE.end - PORT_RANGE.start;
+        let port = PORT_RANGE.start + u16::from_le_bytes(bytes) % span;
+        let path = dir.join(format!("{port}.lock"));
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .with_context(|| format!("opening {}", path.display()))?;
+        // SAFETY: flock(2) on a descriptor we own.
+        let locked = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0;
+        if !locked {
+            continue;
+        }
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return Ok(PortReservation { port, _lock: file });
+        }
+    }
+    anyhow::bail!("no free loopback port in {PORT_RANGE:?} after 2000 tries")
+}
+
+fn random_bytes(buf: &mut [u8]) -> anyhow::Result<()> {
+    use std::io::Read;
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(buf))
+        .context("reading /dev/urandom")
 }
 
 /// 32 random hex characters.
 pub fn random_token() -> anyhow::Result<String> {
-    use std::io::Read;
     let mut bytes = [0u8; 16];
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut bytes))
-        .context("reading /dev/urandom")?;
+    random_bytes(&mut bytes)?;
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
