@@ -52,6 +52,49 @@ async fn testbed_works() {
         .collect();
     assert_eq!(names, ["apps/hello"]);
 
+    // The chart whose install waits: its pre-install hook Job never runs
+    // (no controller-manager), so Helm keeps the release pending-install.
+    bed.create(json!({
+        "apiVersion": HR_API,
+        "kind": "HelmRelease",
+        "metadata": {"namespace": "apps", "name": "slow"},
+        "spec": {
+            "interval": "10m",
+            "timeout": "30m",
+            "chart": {"spec": {"chart": "slow-install", "version": "0.1.0",
+                "sourceRef": {"kind": "HelmRepository", "name": "charts"}}},
+        },
+    }))
+    .await
+    .expect("HelmRelease created");
+    bed.wait(
+        "apps/slow: release pending-install, hook Job created",
+        CONTROLLER_TIMEOUT,
+        async || {
+            let secret = bed
+                .get("v1", "Secret", Some("apps"), "sh.helm.release.v1.slow.v1")
+                .await
+                .map_err(|e| e.to_string())?
+                .ok_or("no release Secret yet")?;
+            let job = bed
+                .get("batch/v1", "Job", Some("apps"), "slow-pre-install")
+                .await
+                .map_err(|e| e.to_string())?;
+            match (secret["metadata"]["labels"]["status"].as_str(), job) {
+                (Some("pending-install"), Some(_)) => Ok(()),
+                (status, job) => Err(format!("release {status:?}, hook Job {}", job.is_some())),
+            }
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e:#}"));
+    let slow = support::get_hr(&bed, "apps", "slow").await;
+    assert_ne!(
+        find_condition(&slow, "Ready").map(|c| &c["status"]),
+        Some(&json!("True")),
+        "{slow:#}"
+    );
+
     // helm-controller can be killed (a crash) and started again; the
     // release stays Ready.
     bed.kill_helm_controller();
