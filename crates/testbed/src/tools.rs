@@ -25,9 +25,14 @@ pub fn tools_dir() -> PathBuf {
 }
 
 /// A built Go binary of the testbed (`etcd`, `kube-apiserver`,
-/// `helm-controller-v1.6.4`, `source-controller`).
+/// `helm-controller-v1.6.4`, `source-controller`) in [`tools_dir`].
 pub fn go_binary(name: &str) -> anyhow::Result<PathBuf> {
-    let path = tools_dir().join("bin").join(name);
+    go_binary_in(&tools_dir(), name)
+}
+
+/// `<tools>/bin/<name>`, or an error that names `scripts/build-testbed`.
+pub fn go_binary_in(tools: &Path, name: &str) -> anyhow::Result<PathBuf> {
+    let path = tools.join("bin").join(name);
     if is_executable(&path) {
         return Ok(path);
     }
@@ -35,7 +40,7 @@ pub fn go_binary(name: &str) -> anyhow::Result<PathBuf> {
         "testbed: {} is missing — run scripts/build-testbed (it builds etcd, kube-apiserver, \
          helm-controller and source-controller into {}; TESTBED_TOOLS overrides that directory)",
         path.display(),
-        tools_dir().join("bin").display()
+        tools.join("bin").display()
     )
 }
 
@@ -120,4 +125,31 @@ fn on_path(name: &str) -> Option<PathBuf> {
 fn is_executable(path: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
     std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_binary_is_an_error_naming_scripts_build_testbed() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let err = go_binary_in(dir.path(), "kube-apiserver")
+            .expect_err("nothing built there")
+            .to_string();
+        assert!(err.contains("scripts/build-testbed"), "{err}");
+        assert!(err.contains("kube-apiserver"), "{err}");
+        assert!(err.contains("TESTBED_TOOLS"), "{err}");
+    }
+
+    #[test]
+    fn a_built_binary_is_found() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::create_dir_all(dir.path().join("bin")).expect("bin");
+        let etcd = dir.path().join("bin/etcd");
+        std::fs::write(&etcd, "#!/bin/sh\n").expect("written");
+        std::fs::set_permissions(&etcd, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        assert_eq!(go_binary_in(dir.path(), "etcd").expect("found"), etcd);
+    }
 }
