@@ -334,7 +334,10 @@ async fn install_hello(bed: &Testbed, ns: &str) -> Value {
     .await
     .expect("HelmRelease created");
 
-    // The real controllers install it: Ready=True, history[0] deployed.
+    // The real controllers install it: Ready=True, history[0] deployed. The
+    // reconcile must be over (observedGeneration caught up): v1.4.3 was seen
+    // writing Ready=True from the install's result while Reconciling was
+    // still True, observedGeneration -1 and status.history not yet written.
     let hr = bed
         .wait(
             &format!("{ns}/hello Ready=True"),
@@ -345,9 +348,12 @@ async fn install_hello(bed: &Testbed, ns: &str) -> Value {
                     .await
                     .map_err(|e| e.to_string())?
                     .ok_or("HelmRelease gone")?;
-                match find_condition(&hr, "Ready") {
-                    Some(c) if c["status"] == "True" => Ok(hr),
-                    _ => Err(format!("status: {}", hr["status"])),
+                let ready = find_condition(&hr, "Ready").is_some_and(|c| c["status"] == "True");
+                let observed = hr["status"]["observedGeneration"] == hr["metadata"]["generation"];
+                if ready && observed {
+                    Ok(hr)
+                } else {
+                    Err(format!("status: {}", hr["status"]))
                 }
             },
         )
