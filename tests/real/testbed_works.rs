@@ -95,14 +95,53 @@ async fn testbed_works() {
         "{slow:#}"
     );
 
-    // helm-controller can be killed (a crash) and started again; the
-    // release stays Ready.
+    // helm-controller can be killed (a crash) and started again with its
+    // kubeconfig pointing elsewhere (where a fault proxy will sit; here the
+    // apiserver by its other SAN, localhost); the restarted controller
+    // upgrades the release when its values change.
     bed.kill_helm_controller();
     assert!(!bed.helm_controller_running());
-    bed.start_helm_controller(None)
+    let elsewhere = bed.apiserver_url().replace("127.0.0.1", "localhost");
+    bed.start_helm_controller(Some(&elsewhere))
         .await
         .unwrap_or_else(|e| panic!("{e:#}"));
     assert!(bed.helm_controller_running());
+    let kubeconfig = std::fs::read_to_string(bed.path().join("helm-controller.kubeconfig"))
+        .expect("helm-controller's kubeconfig");
+    assert!(kubeconfig.contains(&elsewhere), "{kubeconfig}");
+    bed.merge_patch(
+        HR_API,
+        "HelmRelease",
+        Some("apps"),
+        "hello",
+        json!({"spec": {"values": {"message": "after the restart"}}}),
+        false,
+    )
+    .await
+    .expect("values changed");
+    bed.wait(
+        "apps/hello upgraded to v2",
+        CONTROLLER_TIMEOUT,
+        async || {
+            let hr = support::get_hr(&bed, "apps", "hello").await;
+            let cm = bed
+                .get("v1", "ConfigMap", Some("apps"), "hello-hello")
+                .await
+                .map_err(|e| e.to_string())?
+                .ok_or("ConfigMap gone")?;
+            let done = hr["status"]["history"][0]["version"] == 2
+                && hr["status"]["observedGeneration"] == hr["metadata"]["generation"]
+                && find_condition(&hr, "Ready").is_some_and(|c| c["status"] == "True")
+                && cm["data"]["message"] == "after the restart";
+            if done {
+                Ok(())
+            } else {
+                Err(format!("ConfigMap {}, status {}", cm["data"], hr["status"]))
+            }
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e:#}"));
 
     // `kubectl auth can-i` as the ServiceAccount matches rbac/ verb by verb.
     let sa = support::apply_rbac(&bed).await;
