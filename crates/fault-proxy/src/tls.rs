@@ -50,6 +50,13 @@ impl CaPem {
             key_pem: key.serialize_pem(),
         })
     }
+
+    /// The rustls config the proxy serves with: a fresh leaf signed by this
+    /// CA (SAN IP:127.0.0.1, DNS:localhost; ALPN http/1.1). Handy for a
+    /// stand-in upstream in tests.
+    pub fn server_config(&self) -> anyhow::Result<Arc<rustls::ServerConfig>> {
+        server_config(self)
+    }
 }
 
 /// The rustls server config presenting a fresh leaf (CA:FALSE, serverAuth,
