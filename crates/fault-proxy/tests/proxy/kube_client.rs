@@ -42,6 +42,16 @@ async fn unmatched_requests_are_forwarded_and_recorded() {
 }
 
 #[tokio::test]
+async fn rustls_trusts_a_leaf_signed_by_an_openssl_ca() {
+    let s = setup_with(openssl_ca());
+    let c = client(&s.kubeconfig).await;
+    let a = send(&c, "GET", &hr_path("apps", "podinfo"), None)
+        .await
+        .unwrap();
+    assert_eq!(a.status, 200);
+}
+
+#[tokio::test]
 async fn forward_then_504_commits_and_hides_the_answer() {
     let s = setup();
     let rule = s.proxy.add_rule(
@@ -322,4 +332,103 @@ async fn a_watch_streams_through() {
     assert_eq!(log.len(), 1, "one long-lived request: {log:#?}");
     assert!(log[0].watch);
     assert_eq!(log[0].outcome, Outcome::Answered(200));
+}
+
+#[tokio::test]
+async fn rules_change_at_run_time() {
+    let s = setup();
+    let c = client(&s.kubeconfig).await;
+    let delay = s.proxy.add_rule(
+        Rule::new(Action::Delay(std::time::Duration::from_millis(50)))
+            .method("GET")
+            .occurrence(fault_proxy::Occurrence::Range {
+                from: 2,
+                count: Some(2),
+            }),
+    );
+    let refuse = s
+        .proxy
+        .add_rule(Rule::new(Action::Respond(Reply::status(503).retry_after(1))).method("GET"));
+    let mut codes = Vec::new();
+    for _ in 0..4 {
+        codes.push(
+            send(&c, "GET", &hr_path("apps", "podinfo"), None)
+                .await
+                .unwrap()
+                .status,
+        );
+    }
+    // 1st: refused; 2nd and 3rd: delayed then forwarded; 4th: refused.
+    assert_eq!(codes, [503, 200, 200, 503]);
+    assert_eq!(s.proxy.fired(delay), 2);
+    assert_eq!(
+        s.proxy.stats(refuse),
+        fault_proxy::RuleStats {
+            matched: 4,
+            fired: 2
+        }
+    );
+    let actions: Vec<_> = s.proxy.requests().iter().map(|e| e.action).collect();
+    assert_eq!(
+        actions,
+        [
+            ActionKind::Respond,
+            ActionKind::Delay,
+            ActionKind::Delay,
+            ActionKind::Respond
+        ]
+    );
+
+    s.proxy.remove_rule(refuse);
+    assert_eq!(
+        send(&c, "GET", &hr_path("apps", "podinfo"), None)
+            .await
+            .unwrap()
+            .status,
+        200
+    );
+    assert_eq!(
+        s.proxy.stats(refuse).matched,
+        4,
+        "a removed rule counts no more"
+    );
+    s.proxy.clear_rules();
+    s.proxy.clear_requests();
+    assert!(s.proxy.requests().is_empty());
+
+    // A wait that cannot be met fails at its deadline, saying what it saw.
+    let err = s
+        .proxy
+        .wait_fired_async(refuse, 10, std::time::Duration::from_millis(100))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("rule 2 to fire 10 times"), "{err}");
+}
+
+#[test]
+fn kubeconfig_through_refuses_client_certificates() {
+    let s = setup();
+    let (cert, key) = s.fake.client_certificate("admin").unwrap();
+    use base64::Engine;
+    let b64 = |p: &str| base64::engine::general_purpose::STANDARD.encode(p);
+    let kc = json!({
+        "apiVersion": "v1", "kind": "Config",
+        "clusters": [{"name": "c", "cluster": {"server": s.fake.url(), "certificate-authority-data": b64(s.fake.ca_pem())}}],
+        "users": [{"name": "cert-user", "user": {"client-certificate-data": b64(cert), "client-key-data": b64(key)}}],
+        "contexts": [{"name": "c", "context": {"cluster": "c", "user": "cert-user"}}],
+        "current-context": "c",
+    });
+    let err = s
+        .proxy
+        .kubeconfig_through(&kc.to_string())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("cert-user") && err.contains("client certificate"),
+        "{err}"
+    );
+    // The token kubeconfig points at the proxy, with the proxy's CA.
+    assert!(s.kubeconfig.contains(&s.proxy.url()));
+    assert!(!s.kubeconfig.contains(&s.fake.url()));
 }

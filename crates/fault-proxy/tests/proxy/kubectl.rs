@@ -51,6 +51,16 @@ fn kubectl_works_through_the_proxy() {
     assert!(log.iter().all(|e| e.forwarded && e.rule.is_none()));
 }
 
+/// Go's verifier finds the issuer by the exact bytes of its name: a leaf
+/// signed by a CA rcgen did not make must still chain.
+#[test]
+fn kubectl_trusts_a_leaf_signed_by_an_openssl_ca() {
+    let s = setup_with(openssl_ca());
+    let k = Kubectl::new(&s.kubeconfig);
+    let out = k.ok(&["get", "helmreleases", "-n", "apps", "-o", "name"]);
+    assert!(out.contains("podinfo"), "{out}");
+}
+
 #[test]
 fn kubectl_patch_forward_then_504() {
     let s = setup();

@@ -27,9 +27,13 @@ pub struct Setup {
 /// The fake server seeded with HelmRelease `apps/podinfo`, the proxy in
 /// front of it with a CA of its own.
 pub fn setup() -> Setup {
+    setup_with(CaPem::generate("fault-proxy-test-ca").expect("CA"))
+}
+
+/// As [`setup`], the proxy's leaf signed by `ca`.
+pub fn setup_with(ca: CaPem) -> Setup {
     let fake = FakeApiServer::start(ServerConfig::new()).expect("fake server starts");
     fake.apply(hr("apps", "podinfo")).expect("seed");
-    let ca = CaPem::generate("fault-proxy-test-ca").expect("CA");
     let proxy =
         FaultProxy::start(ProxyConfig::new(fake.url(), fake.ca_pem(), ca)).expect("proxy starts");
     let kubeconfig = proxy
@@ -76,6 +80,17 @@ pub fn stub_setup() -> (crate::stub::StubUpstream, FaultProxy, String) {
         .kubeconfig_through(&serde_yaml::to_string(&kubeconfig).unwrap())
         .expect("kubeconfig through the proxy");
     (stub, proxy, kubeconfig)
+}
+
+/// A CA made by OpenSSL 3 rather than rcgen (PrintableString country,
+/// four RDNs, PKCS#8 P-256 key; test-only, valid until 2046):
+/// `openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes
+/// -days 7300 -subj "/C=DE/O=stuck-hr-recovery tests/OU=fault-proxy/CN=openssl
+/// fixture CA" -addext "basicConstraints=critical,CA:TRUE" -addext
+/// "keyUsage=critical,keyCertSign,cRLSign,digitalSignature"`.
+pub fn openssl_ca() -> CaPem {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    CaPem::from_files(dir.join("openssl-ca.crt"), dir.join("openssl-ca.key")).expect("fixture CA")
 }
 
 /// The label `fault` of `apps/podinfo` on the server itself.
