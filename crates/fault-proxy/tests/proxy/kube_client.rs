@@ -432,3 +432,33 @@ fn kubeconfig_through_refuses_client_certificates() {
     assert!(s.kubeconfig.contains(&s.proxy.url()));
     assert!(!s.kubeconfig.contains(&s.fake.url()));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_requests_and_large_answers_pass_whole() {
+    let s = setup();
+    s.fake
+        .apply_all((0..500).map(|i| hr(&format!("ns{}", i % 10), &format!("hr{i}"))))
+        .unwrap();
+    let c = client(&s.kubeconfig).await;
+    let lists = (0..16).map(|_| {
+        let c = c.clone();
+        tokio::spawn(async move {
+            send(
+                &c,
+                "GET",
+                "/apis/helm.toolkit.fluxcd.io/v2/helmreleases",
+                None,
+            )
+            .await
+            .unwrap()
+        })
+    });
+    for l in lists {
+        let a = l.await.unwrap();
+        assert_eq!(a.status, 200);
+        assert_eq!(a.body["items"].as_array().unwrap().len(), 501);
+    }
+    let log = s.proxy.requests();
+    assert_eq!(log.len(), 16);
+    assert!(log.iter().all(|e| e.status() == Some(200) && e.forwarded));
+}
