@@ -31,9 +31,10 @@
 //! moment the test chooses (after it SIGKILLed the controller, say). With
 //! mitmproxy each of those would be a Python addon talking to the test over
 //! some IPC of our own making, plus a Python process to start, wait for and
-//! clean up, with its own timing. This crate is a few hundred lines on the
-//! crates already in our lock file (tokio, hyper 1, rustls with ring,
-//! rcgen) and runs on the test's own threads.
+//! clean up, with its own timing. This crate needs nothing outside our lock
+//! file (tokio, hyper 1, rustls with ring, rcgen), no Python on the
+//! machine, and runs in the test's own process (its own thread and runtime,
+//! stopped when dropped).
 //!
 //! ```no_run
 //! use std::time::Duration;
@@ -57,6 +58,28 @@
 //! proxy.wait_fired(rule, 1, Duration::from_secs(30))?;
 //! let ex = &proxy.requests_of(rule)[0];
 //! assert_eq!((ex.upstream_status, ex.status()), (Some(200), Some(504)));
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! Holding a controller's status write while the controller dies:
+//!
+//! ```no_run
+//! # use std::time::Duration;
+//! # use fault_proxy::{Action, FaultProxy, Rule};
+//! # fn f(proxy: &FaultProxy, kill_the_controller: impl Fn()) -> anyhow::Result<()> {
+//! let hold = proxy.add_rule(
+//!     Rule::new(Action::Hold)
+//!         .method("PATCH")
+//!         .resource("helmreleases")
+//!         .subresource("status")
+//!         .body_contains("\"history\""),
+//! );
+//! let held = proxy.wait_held(hold, Duration::from_secs(60))?;
+//! kill_the_controller(); // SIGKILL
+//! proxy.wait_client_gone(held.id, Duration::from_secs(10))?;
+//! proxy.remove_rule(hold); // the restarted controller's writes pass
+//! proxy.release(held.id, Action::Drop)?; // or Action::Forward: it lands late
 //! # Ok(())
 //! # }
 //! ```
@@ -289,6 +312,20 @@ impl FaultProxy {
             }
         }
         serde_yaml::to_string(&doc).context("writing the kubeconfig")
+    }
+}
+
+impl FaultProxy {
+    /// [`FaultProxy::kubeconfig_through`] from file `from` to file `to`.
+    pub fn write_kubeconfig_through(
+        &self,
+        from: &std::path::Path,
+        to: &std::path::Path,
+    ) -> anyhow::Result<()> {
+        let yaml =
+            std::fs::read_to_string(from).with_context(|| format!("reading {}", from.display()))?;
+        std::fs::write(to, self.kubeconfig_through(&yaml)?)
+            .with_context(|| format!("writing {}", to.display()))
     }
 }
 
