@@ -8,7 +8,8 @@
 //! ```
 //!
 //! Prints the proxy's URL as its first line, serves until its stdin closes,
-//! then prints every exchange, one per line. A rule: METHOD or `*`; the
+//! then prints every exchange, one per line, a request body on the line
+//! after it. A rule: METHOD or `*`; the
 //! plural RESOURCE or `*`; SUBRESOURCE, `-` for the main resource or `*`;
 //! ACTION one of `forward`, `forward-then-504`, `forward-then-drop`, `drop`,
 //! `429` (Retry-After: 1), `500`, `409`; OCCURRENCE `every`, `nth=N` or
@@ -92,6 +93,9 @@ fn main() -> anyhow::Result<()> {
             e.upstream_status,
             e.outcome
         );
+        if !e.body.is_empty() {
+            println!("    {}", e.body);
+        }
     }
     Ok(())
 }
