@@ -267,7 +267,7 @@ async fn measure(
     if measured.killed_at_cap {
         bail!("{label} still ran after 300 s and was stopped");
     }
-    check_output(client.label, &measured.stdout, hrs).with_context(|| format!("{label}"))?;
+    check_output(client.label, &measured.stdout, hrs).with_context(|| label.clone())?;
     if measured.exit_code != 0 {
         bail!(
             "{label} exited {}; see {}",
