@@ -372,6 +372,7 @@ async fn install_hello(bed: &Testbed, ns: &str) -> Value {
     }))
     .await
     .expect("HelmRelease created");
+    let created = std::time::Instant::now();
 
     // The real controllers install it: Ready=True, history[0] deployed. The
     // reconcile must be over (observedGeneration caught up): v1.4.3 was seen
@@ -398,6 +399,11 @@ async fn install_hello(bed: &Testbed, ns: &str) -> Value {
         )
         .await
         .unwrap_or_else(|e| panic!("{e:#}"));
+    eprintln!(
+        "{ns}/hello Ready=True {:.1}s after it was created (helm-controller {})",
+        created.elapsed().as_secs_f64(),
+        bed.options().helm_controller
+    );
     assert_eq!(hr["status"]["history"][0]["status"], "deployed", "{hr:#}");
     assert_eq!(hr["status"]["history"][0]["chartName"], "hello", "{hr:#}");
     // Helm's own storage and the chart's ConfigMap are there.
