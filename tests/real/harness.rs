@@ -50,7 +50,7 @@ async fn a_panicking_test_leaves_no_process_port_or_directory() {
 /// Issue 19 point 5: `scripts/testbed up` starts everything in the
 /// background and prints the admin kubeconfig as its last line; the real
 /// kubectl and our binary work with it; `scripts/testbed down` stops all of
-/// it.
+/// it. A server killed with SIGKILL takes its processes with it.
 #[test]
 fn scripts_testbed_up_then_down() {
     let state = tempfile::tempdir().expect("state dir");
@@ -139,6 +139,63 @@ fn scripts_testbed_up_then_down() {
         .filter(|n| n.starts_with("testbed-"))
         .collect();
     assert!(left.is_empty(), "cluster directory removed: {left:?}");
+
+    // The server SIGKILLed (no Drop runs): PDEATHSIG takes every process
+    // down with it, and `down` still removes the cluster directory. (The
+    // binary the script built above, without a second cargo run.)
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| support::repo().join("target"));
+    let up = std::process::Command::new(target.join("debug/testbed"))
+        .args(["up", "--no-controllers"])
+        .env("TESTBED_STATE", state.path())
+        .output()
+        .expect("scripts/testbed up runs");
+    assert!(up.status.success(), "up: {}", support::describe(&up));
+    let pids: Vec<(String, u32)> = std::fs::read_to_string(state.path().join("pids"))
+        .expect("pids written")
+        .lines()
+        .filter_map(|l| {
+            let mut parts = l.split_whitespace();
+            Some((parts.next()?.to_owned(), parts.next()?.parse().ok()?))
+        })
+        .collect();
+    let serve = pids
+        .iter()
+        .find(|(name, _)| name == "testbed-serve")
+        .map(|(_, pid)| *pid)
+        .expect("the server's pid");
+    let killed = std::process::Command::new("kill")
+        .args(["-KILL", &serve.to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(killed.success(), "kill -KILL {serve}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let mut alive: Vec<(String, u32)> = pids.clone();
+    while !alive.is_empty() && std::time::Instant::now() < deadline {
+        alive.retain(|(_, pid)| running(*pid));
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(
+        alive.is_empty(),
+        "still running after the server's SIGKILL: {alive:?}"
+    );
+    let stopped = down();
+    assert!(
+        stopped.status.success(),
+        "down: {}",
+        support::describe(&stopped)
+    );
+    let left: Vec<_> = std::fs::read_dir(state.path())
+        .expect("state dir")
+        .filter_map(Result::ok)
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("testbed-"))
+        .collect();
+    assert!(
+        left.is_empty(),
+        "down removed the killed server's directory: {left:?}"
+    );
 }
 
 /// Whether `pid` exists and is not a zombie (`up`'s server is reparented
