@@ -55,6 +55,9 @@ async fn a_panicking_test_leaves_no_process_port_or_directory() {
 fn scripts_testbed_up_then_down() {
     let state = tempfile::tempdir().expect("state dir");
     let script = support::repo().join("scripts/testbed");
+    // Whatever fails below, the server `up` started is stopped (SIGTERM to
+    // the pid it recorded; it stops its own processes).
+    let _guard = StopServer(state.path().join("serve.pid"));
     let up = std::process::Command::new(&script)
         .arg("up")
         .env("TESTBED_STATE", state.path())
@@ -208,4 +211,30 @@ fn running(pid: u32) -> bool {
                 .map(|(_, rest)| !rest.trim_start().starts_with('Z'))
         })
         .unwrap_or(false)
+}
+
+/// On drop, SIGTERM to the pid in the file (a `testbed serve` a failing test
+/// would otherwise leave running), if it still runs.
+struct StopServer(PathBuf);
+
+impl Drop for StopServer {
+    fn drop(&mut self) {
+        let Some(pid) = std::fs::read_to_string(&self.0)
+            .ok()
+            .and_then(|p| p.trim().parse::<u32>().ok())
+        else {
+            return;
+        };
+        let ours = std::fs::read(format!("/proc/{pid}/cmdline"))
+            .is_ok_and(|c| String::from_utf8_lossy(&c).contains("testbed"));
+        if ours && running(pid) {
+            let _ = std::process::Command::new("kill")
+                .args(["-TERM", &pid.to_string()])
+                .status();
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+            while running(pid) && std::time::Instant::now() < deadline {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+        }
+    }
 }
