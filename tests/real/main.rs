@@ -6,5 +6,6 @@
 //! its own process).
 
 mod main_paths;
+mod recovery;
 mod support;
 mod testbed_works;
