@@ -327,9 +327,11 @@ impl std::fmt::Debug for ProxyHandle {
 
 impl ProxyHandle {
     /// Adds a rule after the existing ones; it acts from the next request
-    /// on. A request is acted on by the first active rule that matches it
-    /// and whose occurrence selects it; a rule that matches but does not
-    /// select (say `.nth(3)` at its first match) lets later rules see it.
+    /// on. Every active rule whose matchers hold counts the request
+    /// ([`RuleStats::matched`]), so `.nth(2)` is the second matching request
+    /// through the proxy whichever rule acted on the first; the first rule
+    /// (in the order added) whose occurrence selects the request acts on it
+    /// ([`RuleStats::fired`]); when none does, it is forwarded.
     pub fn add_rule(&self, rule: Rule) -> RuleId {
         let id = {
             let mut inner = self.shared.lock();

@@ -241,14 +241,16 @@ async fn handle(conn: Arc<Conn>, req: Request<Incoming>) -> Result<Response<Body
     // Pick the rule and record the exchange in one step.
     let (id, rule, mut action) = {
         let mut inner = shared.lock();
+        // Every active rule counts its matches, so "the n-th" means the
+        // n-th matching request through the proxy, whichever rule acted on
+        // the earlier ones; the first rule that selects this one acts.
         let mut chosen = None;
         for entry in inner.rules.iter_mut().filter(|r| r.active) {
             if entry.rule.matches(&info) {
                 entry.stats.matched += 1;
-                if entry.rule.occurrence.selects(entry.stats.matched) {
+                if chosen.is_none() && entry.rule.occurrence.selects(entry.stats.matched) {
                     entry.stats.fired += 1;
                     chosen = Some((entry.id, entry.rule.action.clone()));
-                    break;
                 }
             }
         }

@@ -96,8 +96,9 @@ impl RequestInfo {
 /// A predicate over the whole request.
 pub type Predicate = Arc<dyn Fn(&RequestInfo) -> bool + Send + Sync>;
 
-/// Which of the requests a rule's matchers select it acts on, counted from 1
-/// per rule (only requests that pass every matcher are counted).
+/// Which of the requests that pass a rule's matchers it acts on, counted
+/// from 1 per rule over every matching request (also those an earlier rule
+/// acted on).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Occurrence {
     /// Every matching request (the default).
@@ -565,7 +566,7 @@ impl Rule {
 
     /// Whether every matcher holds (the occurrence aside).
     pub fn matches(&self, req: &RequestInfo) -> bool {
-        if !self.methods.is_empty() && !self.methods.iter().any(|m| *m == req.method) {
+        if !self.methods.is_empty() && !self.methods.contains(&req.method) {
             return false;
         }
         if !self.path.iter().all(|m| m.is_match(&req.path)) {

@@ -73,8 +73,8 @@ impl Exchange {
     }
 }
 
-/// A rule's counters: `matched` counts requests that passed its matchers,
-/// `fired` those its occurrence selected (and its action was taken on).
+/// A rule's counters: `matched` counts requests that passed its matchers
+/// (while it was active), `fired` those it acted on.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RuleStats {
     pub matched: u64,

@@ -50,6 +50,27 @@ impl CaPem {
             key_pem: key.serialize_pem(),
         })
     }
+
+    /// Reads both PEM files (say the testbed's `ca.crt` and `ca.key`).
+    pub fn from_files(
+        cert: impl AsRef<std::path::Path>,
+        key: impl AsRef<std::path::Path>,
+    ) -> anyhow::Result<CaPem> {
+        let read = |p: &std::path::Path| {
+            std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))
+        };
+        Ok(CaPem {
+            cert_pem: read(cert.as_ref())?,
+            key_pem: read(key.as_ref())?,
+        })
+    }
+
+    /// The rustls config the proxy serves with: a fresh leaf signed by this
+    /// CA (SAN IP:127.0.0.1, DNS:localhost; ALPN http/1.1). Handy for a
+    /// stand-in upstream in tests.
+    pub fn server_config(&self) -> anyhow::Result<Arc<rustls::ServerConfig>> {
+        server_config(self)
+    }
 }
 
 /// The rustls server config presenting a fresh leaf (CA:FALSE, serverAuth,
