@@ -5,6 +5,7 @@
 //! capability; each test starts its own testbed (nextest runs each test in
 //! its own process).
 
+mod harness;
 mod main_paths;
 mod recovery;
 mod support;

@@ -109,6 +109,15 @@ async fn testbed_works() {
         .collect();
     assert_eq!(names, ["apps/hello"]);
 
+    // helm-controller can be killed (a crash) and started again; the
+    // release stays Ready.
+    bed.kill_helm_controller();
+    assert!(!bed.helm_controller_running());
+    bed.start_helm_controller(None)
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    assert!(bed.helm_controller_running());
+
     // `kubectl auth can-i` as the ServiceAccount matches rbac/ verb by verb.
     let sa = support::apply_rbac(&bed).await;
     let rules = rbac_rules();

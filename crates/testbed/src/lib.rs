@@ -39,7 +39,7 @@ use serde_json::{Value, json};
 
 use crate::pki::Pki;
 use crate::process::Proc;
-use crate::util::{free_port, http_get, poll, random_token, write_kubeconfig};
+use crate::util::{free_port, http_get, random_token, write_kubeconfig};
 
 /// The helm-controller versions `scripts/build-testbed` builds.
 pub const HELM_CONTROLLER_VERSIONS: &[&str] = &["v1.4.3", "v1.6.3", "v1.6.4"];
@@ -50,6 +50,8 @@ pub const ADMIN_USER: &str = "testbed-admin";
 
 /// How long each start-up wait may take (2 shared cores: generous).
 const START_TIMEOUT: Duration = Duration::from_secs(90);
+/// Between two probes of a wait.
+const POLL_INTERVAL: Duration = Duration::from_millis(100);
 /// SIGTERM → SIGKILL grace when stopping.
 const STOP_GRACE: Duration = Duration::from_secs(3);
 
@@ -286,13 +288,13 @@ impl Testbed {
         let peer_port = free_port()?;
         let mut cmd = Command::new(bin);
         cmd.args([
-            "--name=default".to_owned(),
+            "--name=testbed".to_owned(),
             format!("--data-dir={}", self.path.join("etcd").display()),
             format!("--listen-client-urls=http://127.0.0.1:{client_port}"),
             format!("--advertise-client-urls=http://127.0.0.1:{client_port}"),
             format!("--listen-peer-urls=http://127.0.0.1:{peer_port}"),
             format!("--initial-advertise-peer-urls=http://127.0.0.1:{peer_port}"),
-            format!("--initial-cluster=default=http://127.0.0.1:{peer_port}"),
+            format!("--initial-cluster=testbed=http://127.0.0.1:{peer_port}"),
             "--unsafe-no-fsync=true".to_owned(),
             "--log-level=warn".to_owned(),
         ]);
@@ -301,7 +303,7 @@ impl Testbed {
             self.path.join("etcd.url"),
             format!("http://127.0.0.1:{client_port}"),
         )?;
-        self.wait("etcd /health", START_TIMEOUT, async || {
+        self.wait_fn("etcd /health", START_TIMEOUT, move || async move {
             match http_get(client_port, "/health").await {
                 Ok((200, body)) if body.contains("\"true\"") => Ok(()),
                 Ok((status, body)) => Err(format!("{status} {body}")),
@@ -340,6 +342,9 @@ impl Testbed {
             ),
             "--disable-admission-plugins=ServiceAccount".to_owned(),
             "--allow-privileged=true".to_owned(),
+            // The `kubernetes` Service cannot point at a loopback address
+            // (Endpoints validation); nothing here needs it.
+            "--endpoint-reconciler-type=none".to_owned(),
         ];
         if self.options.audit {
             let policy = self.path.join("audit-policy.yaml");
@@ -355,28 +360,31 @@ impl Testbed {
         let mut cmd = Command::new(bin);
         cmd.args(args);
         self.spawn("kube-apiserver", cmd)?;
-        let client = self.client.clone();
-        self.wait("kube-apiserver /readyz", START_TIMEOUT, async || {
-            let req = http::Request::get("/readyz")
-                .body(Vec::new())
-                .map_err(|e| e.to_string())?;
-            client
-                .request_text(req)
-                .await
-                .map(drop)
-                .map_err(|e| e.to_string())
-        })
+        let client = &self.client;
+        self.wait_fn(
+            "kube-apiserver /readyz",
+            START_TIMEOUT,
+            move || async move {
+                let req = http::Request::get("/readyz")
+                    .body(Vec::new())
+                    .map_err(|e| e.to_string())?;
+                client
+                    .request_text(req)
+                    .await
+                    .map(drop)
+                    .map_err(|e| e.to_string())
+            },
+        )
         .await?;
         let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(self.client.clone());
-        self.wait(
-            "namespace default",
-            START_TIMEOUT,
-            async || match namespaces.get_opt("default").await {
+        let namespaces = &namespaces;
+        self.wait_fn("namespace default", START_TIMEOUT, move || async move {
+            match namespaces.get_opt("default").await {
                 Ok(Some(_)) => Ok(()),
                 Ok(None) => Err("not created yet".to_owned()),
                 Err(e) => Err(e.to_string()),
-            },
-        )
+            }
+        })
         .await
     }
 
@@ -440,9 +448,10 @@ impl Testbed {
         if names.is_empty() {
             bail!("no CRD found in {files:?}");
         }
-        self.wait("CRDs Established", START_TIMEOUT, async || {
+        let (names, crds) = (&names, &crds);
+        self.wait_fn("CRDs Established", START_TIMEOUT, move || async move {
             let mut pending = Vec::new();
-            for name in &names {
+            for name in names {
                 let crd = crds.get(name).await.map_err(|e| e.to_string())?;
                 let established = crd.data["status"]["conditions"]
                     .as_array()
@@ -476,13 +485,15 @@ impl Testbed {
             .arg(&repo)
             .arg(port.to_string());
         self.spawn("chart-repo", cmd)?;
-        self.wait(
+        self.wait_fn(
             "chart repository /index.yaml",
             START_TIMEOUT,
-            async || match http_get(port, "/index.yaml").await {
-                Ok((200, body)) if body.contains("entries:") => Ok(()),
-                Ok((status, body)) => Err(format!("{status} {body:.200}")),
-                Err(e) => Err(e),
+            move || async move {
+                match http_get(port, "/index.yaml").await {
+                    Ok((200, body)) if body.contains("entries:") => Ok(()),
+                    Ok((status, body)) => Err(format!("{status} {body:.200}")),
+                    Err(e) => Err(e),
+                }
             },
         )
         .await?;
@@ -521,13 +532,15 @@ impl Testbed {
         .env("HOME", &home)
         .env("RUNTIME_NAMESPACE", "flux-system");
         self.spawn("source-controller", cmd)?;
-        self.wait(
+        self.wait_fn(
             "source-controller /readyz",
             START_TIMEOUT,
-            async || match http_get(health, "/readyz").await {
-                Ok((200, _)) => Ok(()),
-                Ok((status, body)) => Err(format!("{status} {body:.200}")),
-                Err(e) => Err(e),
+            move || async move {
+                match http_get(health, "/readyz").await {
+                    Ok((200, _)) => Ok(()),
+                    Ok((status, body)) => Err(format!("{status} {body:.200}")),
+                    Err(e) => Err(e),
+                }
             },
         )
         .await?;
@@ -565,13 +578,15 @@ impl Testbed {
 
     async fn wait_helm_controller_ready(&self) -> anyhow::Result<()> {
         let health = self.lock_hc().health_port;
-        self.wait(
+        self.wait_fn(
             "helm-controller /readyz",
             START_TIMEOUT,
-            async || match http_get(health, "/readyz").await {
-                Ok((200, _)) => Ok(()),
-                Ok((status, body)) => Err(format!("{status} {body:.200}")),
-                Err(e) => Err(e),
+            move || async move {
+                match http_get(health, "/readyz").await {
+                    Ok((200, _)) => Ok(()),
+                    Ok((status, body)) => Err(format!("{status} {body:.200}")),
+                    Err(e) => Err(e),
+                }
             },
         )
         .await
@@ -635,20 +650,65 @@ impl Testbed {
     /// Polls `probe` until it returns `Ok` or `timeout` passes. On timeout,
     /// or when a testbed process has exited meanwhile, the error says what
     /// was seen last and carries the tail of every process log.
+    ///
+    /// Its future is not `Send` for every lifetime (an `AsyncFnMut` bound);
+    /// inside `tokio::spawn` use [`Testbed::wait_fn`].
     pub async fn wait<T>(
         &self,
         what: &str,
         timeout: Duration,
         mut probe: impl AsyncFnMut() -> Result<T, String>,
     ) -> anyhow::Result<T> {
-        let result = poll(what, timeout, async || {
+        let start = Instant::now();
+        loop {
             if let Some(dead) = self.exited_process() {
-                return Err(format!("{dead} (giving up)"));
+                return Err(self.wait_failed(what, start, &format!("{dead} (giving up)")));
             }
-            probe().await
-        })
-        .await;
-        result.map_err(|e| anyhow!("{e}\n{}", self.log_tails(40)))
+            let seen = match probe().await {
+                Ok(value) => return Ok(value),
+                Err(seen) => seen,
+            };
+            if start.elapsed() >= timeout {
+                return Err(self.wait_failed(what, start, &seen));
+            }
+            tokio::time::sleep(POLL_INTERVAL).await;
+        }
+    }
+
+    /// [`Testbed::wait`] for a closure returning a future (`move || async
+    /// move { ... }`): its future is `Send`.
+    pub async fn wait_fn<T, F, Fut>(
+        &self,
+        what: &str,
+        timeout: Duration,
+        mut probe: F,
+    ) -> anyhow::Result<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, String>>,
+    {
+        let start = Instant::now();
+        loop {
+            if let Some(dead) = self.exited_process() {
+                return Err(self.wait_failed(what, start, &format!("{dead} (giving up)")));
+            }
+            let seen = match probe().await {
+                Ok(value) => return Ok(value),
+                Err(seen) => seen,
+            };
+            if start.elapsed() >= timeout {
+                return Err(self.wait_failed(what, start, &seen));
+            }
+            tokio::time::sleep(POLL_INTERVAL).await;
+        }
+    }
+
+    fn wait_failed(&self, what: &str, start: Instant, seen: &str) -> anyhow::Error {
+        anyhow!(
+            "gave up after {:.1}s waiting for {what}; last seen: {seen}\n{}",
+            start.elapsed().as_secs_f64(),
+            self.log_tails(40)
+        )
     }
 
     /// The first testbed process that has exited, described.

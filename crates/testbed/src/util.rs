@@ -1,10 +1,10 @@
 //! Small helpers: free loopback ports, a plain-HTTP GET for health
-//! endpoints, random tokens, kubeconfig files, and waiting on a condition.
+//! endpoints, random tokens, kubeconfig files.
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use base64::Engine;
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -55,30 +55,6 @@ pub async fn http_get(port: u16, path: &str) -> Result<(u16, String), String> {
     tokio::time::timeout(Duration::from_secs(5), attempt)
         .await
         .unwrap_or_else(|_| Err(format!("GET 127.0.0.1:{port}{path}: no answer in 5s")))
-}
-
-/// Polls `probe` every 100 ms until it returns `Ok`, for at most `timeout`.
-/// `Err(seen)` means "not yet"; the last one is in the timeout error.
-pub async fn poll<T>(
-    what: &str,
-    timeout: Duration,
-    mut probe: impl AsyncFnMut() -> Result<T, String>,
-) -> anyhow::Result<T> {
-    let start = Instant::now();
-    let deadline = start + timeout;
-    loop {
-        let seen = match probe().await {
-            Ok(value) => return Ok(value),
-            Err(seen) => seen,
-        };
-        if Instant::now() >= deadline {
-            bail!(
-                "timed out after {:.1}s waiting for {what}; last seen: {seen}",
-                start.elapsed().as_secs_f64()
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 /// A kubeconfig with one cluster (`server`, trusting `ca_pem`), one
