@@ -809,7 +809,6 @@ async fn state_killed(version: &str, state: &str) -> Record {
         .start_helm_controller(None)
         .await
         .expect("helm-controller restarted");
-    let mark = e.proxy.requests().last().map(|x| x.id).unwrap_or(0);
     // Seconds from the restart until it was Ready.
     let left = watch_until_ready(&e, ALONE, INTERVAL * 3 + Duration::from_secs(30))
         .await
@@ -820,6 +819,9 @@ async fn state_killed(version: &str, state: &str) -> Record {
     };
     let observed = created.elapsed().as_secs_f64();
     let fixed_ready = watch_until_ready(&e, FIXED, STEP).await.is_some();
+    // The start-up reconcile's own writes are not the interval reconcile.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let mark = e.proxy.requests().last().map(|x| x.id).unwrap_or(0);
     let recovered = result.is_some().then_some(fixed_ready);
     let stays = match recovered {
         Some(true) => Some(stays_ready(&e, mark, &mut notes).await),
