@@ -515,6 +515,10 @@ impl Testbed {
         )?;
         let home = self.path.join("home/source-controller");
         std::fs::create_dir_all(&home)?;
+        // source-controller refuses a storage path that does not exist
+        // ("invalid dir path").
+        let storage_path = self.path.join("source-storage");
+        std::fs::create_dir_all(&storage_path)?;
         let mut cmd = Command::new(bin);
         cmd.args([
             format!(
