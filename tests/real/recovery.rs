@@ -539,6 +539,12 @@ async fn state_1(version: &str) -> Record {
         Some(_) => Some(signature(&e, ALONE).await),
         None => None,
     };
+    // What persisted: the signature at the end of the watch.
+    let stuck = if left.is_none() {
+        signature(&e, ALONE).await
+    } else {
+        stuck
+    };
 
     past_threshold(created).await;
     let (reason, branch, explain_reason) = decide(&e).await;
@@ -862,6 +868,139 @@ async fn state_killed(version: &str, state: &str) -> Record {
     }
 }
 
+/// State 5a (issue 20 point 5): `Released=False` left by a failed install,
+/// then the successful upgrade's Ready write lost. The install of
+/// slow-install times out (5 s: its pre-install hook never runs), so
+/// `Released=False/InstallFailed` and history[0] `failed`; a values change
+/// resets the failure count and the controller upgrades; the fault proxy
+/// answers 409 to the conditions PATCHes carrying `Released/UpgradeSucceeded`.
+/// The in-sync summary then copies `Released=False` into Ready unless the
+/// controller carries PR #1411.
+async fn state_5a(version: &str) -> Record {
+    let e = env(version).await;
+    for name in STUCK {
+        let mut object = helm_release(name, "slow-install", None);
+        object["spec"]["timeout"] = json!("5s");
+        e.bed.create(object).await.expect("HelmRelease created");
+    }
+    e.bed
+        .create(helm_release(DEPENDENT, "hello", Some(FIXED)))
+        .await
+        .expect("dependent created");
+    for name in STUCK {
+        wait_hr(&e, name, "Released=False InstallFailed", STEP, |o| {
+            find_condition(o, "Released").is_some_and(|c| c["reason"] == "InstallFailed")
+                && o["status"]["history"][0]["status"] == "failed"
+        })
+        .await;
+    }
+    let rule = e.proxy.add_rule(
+        status_patch_rule(Action::Respond(Reply::conflict()))
+            .when(conditions_patch_with_released(Some("UpgradeSucceeded"))),
+    );
+    for name in STUCK {
+        e.bed
+            .merge_patch(
+                HR_API,
+                "HelmRelease",
+                Some(NS),
+                name,
+                json!({"spec": {"values": {"message": "second"}}}),
+                false,
+            )
+            .await
+            .expect("values changed");
+    }
+    for name in STUCK {
+        wait_hr(&e, name, "history[0] v2 deployed", STEP, |o| {
+            o["status"]["history"][0]["version"] == 2
+                && o["status"]["history"][0]["status"] == "deployed"
+        })
+        .await;
+    }
+    let created = Instant::now();
+    let first = signature(&e, ALONE).await;
+    let mut left = watch_until_ready(&e, ALONE, INTERVAL * 3 + Duration::from_secs(5)).await;
+    let mut left_by = left.map(|s| {
+        if s < INTERVAL.as_secs_f64() {
+            "retry"
+        } else {
+            "interval"
+        }
+        .to_owned()
+    });
+    e.proxy.remove_rule(rule);
+    let fired = e.proxy.fired(rule);
+    if left.is_none() {
+        let t = Instant::now();
+        e.bed
+            .start_helm_controller(None)
+            .await
+            .expect("helm-controller restarted");
+        if let Some(s) = watch_until_ready(&e, ALONE, INTERVAL + Duration::from_secs(10)).await {
+            left = Some(created.elapsed().as_secs_f64() - t.elapsed().as_secs_f64() + s);
+            left_by = Some("restart".to_owned());
+        }
+    }
+    let observed = created.elapsed().as_secs_f64();
+    let restarts = u32::from(left.is_none() || left_by.as_deref() == Some("restart"));
+    let (stuck, left_signature) = match left {
+        Some(_) => (first, Some(signature(&e, ALONE).await)),
+        None => (signature(&e, ALONE).await, None),
+    };
+    past_threshold(created).await;
+    let (reason, branch, explain_reason) = decide(&e).await;
+    let before = hr(&e, FIXED).await;
+    let mark = e.proxy.requests().last().map(|x| x.id).unwrap_or(0);
+    let result = act(&e).await;
+    let mut notes = vec![format!(
+        "the proxy answered 409 to {fired} conditions PATCHes carrying Released/UpgradeSucceeded"
+    )];
+    let recovered = result.is_some().then_some(is_ready(&hr(&e, FIXED).await));
+    let stays = match recovered {
+        Some(true) => Some(stays_ready(&e, mark, &mut notes).await),
+        _ => None,
+    };
+    let dependents = Some(dependent_ready(&e).await);
+    let (nothing_else, others) = nothing_else(&e);
+    notes.extend(others.into_iter().map(|w| format!("other write: {w}")));
+    let after = hr(&e, FIXED).await;
+    Record {
+        version: e.version.clone(),
+        state: "5a".into(),
+        state_title: Some(
+            "`Released=False` left by a failed install, the successful upgrade's Ready write lost"
+                .into(),
+        ),
+        mechanism: format!(
+            "install of slow-install times out (spec.timeout 5s), values changed, the controller upgrades; the fault proxy answers 409 to every /status PATCH whose conditions carry Released/UpgradeSucceeded ({fired} of them)"
+        ),
+        interval_seconds: INTERVAL.as_secs_f64(),
+        alone: Alone {
+            left_by_itself: left.is_some(),
+            after_seconds: left,
+            left_by,
+            observed_seconds: observed,
+            restarts,
+            signature: stuck,
+            left_signature,
+        },
+        decision: Decision {
+            reason,
+            explain_reason,
+            branch,
+            result,
+        },
+        recovered,
+        stays,
+        dependents,
+        nothing_else,
+        before: trimmed(before),
+        after: trimmed(after),
+        notes,
+    }
+}
+
 fn cond<'a>(s: &'a Signature, type_: &str) -> Option<&'a Condition> {
     s.conditions.iter().find(|c| c.type_ == type_)
 }
@@ -927,6 +1066,34 @@ fn assert_cell(r: &Record) {
                 "the restart unlocks and upgrades: {dump}"
             );
         }
+        "5a" if r.version == "v1.4.3" => {
+            // Before PR #1411 the summary copies Released=False into Ready.
+            assert_eq!(
+                cond(sig, "Ready").map(|c| c.status.as_str()),
+                Some("False"),
+                "{dump}"
+            );
+            assert_eq!(
+                cond(sig, "Released").map(|c| c.reason.as_str()),
+                Some("InstallFailed"),
+                "{dump}"
+            );
+            assert!(!r.alone.left_by_itself, "{dump}");
+            assert_eq!(r.decision.reason, "not-ready", "{dump}");
+            assert_eq!(
+                r.dependents,
+                Some(false),
+                "the dependent stays blocked: {dump}"
+            );
+            assert!(r.nothing_else, "{dump}");
+            assert_eq!(r.decision.reason, r.decision.explain_reason, "{dump}");
+            return;
+        }
+        "5a" => {
+            // PR #1411: the in-sync reconcile turns Released=False/InstallFailed True.
+            assert!(r.alone.left_by_itself, "{dump}");
+            assert_eq!(r.decision.reason, "ready", "{dump}");
+        }
         other => panic!("no expectation for state {other}"),
     }
     assert_eq!(r.decision.reason, r.decision.explain_reason, "{dump}");
@@ -939,6 +1106,7 @@ async fn cell(version: &str, state: &str) {
         "1" => state_1(version).await,
         "2" => state_2(version).await,
         "3" | "4" => state_killed(version, state).await,
+        "5a" => state_5a(version).await,
         other => panic!("no state {other}"),
     };
     write(&record);
@@ -967,4 +1135,7 @@ cells! {
     v1_6_4_state_2: "v1.6.4", "2";
     v1_6_4_state_3: "v1.6.4", "3";
     v1_6_4_state_4: "v1.6.4", "4";
+    v1_4_3_state_5a: "v1.4.3", "5a";
+    v1_6_3_state_5a: "v1.6.3", "5a";
+    v1_6_4_state_5a: "v1.6.4", "5a";
 }
