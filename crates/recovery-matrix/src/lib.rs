@@ -380,9 +380,13 @@ pub fn fmt_signature(s: &Signature) -> String {
 fn fmt_alone(a: &Alone) -> String {
     if a.left_by_itself {
         let by = a.left_by.as_deref().unwrap_or("?");
-        match a.after_seconds {
-            Some(s) => format!("left by itself after {} ({by})", fmt_secs(s)),
-            None => format!("left by itself ({by})"),
+        match (a.after_seconds, by) {
+            (Some(s), "restart") => format!(
+                "left by itself at the controller's (re)start, {} after it",
+                fmt_secs(s)
+            ),
+            (Some(s), _) => format!("left by itself after {} ({by})", fmt_secs(s)),
+            (None, _) => format!("left by itself ({by})"),
         }
     } else {
         format!(
