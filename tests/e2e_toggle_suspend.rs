@@ -103,22 +103,33 @@ fn batch_is_suspended_then_waited_once_then_resumed() {
     cluster.assert_nothing_denied();
 }
 
+/// SPEC §5: a 500 is a failed write, never sent again — a resume included.
+/// The run reports the toggle `failed` (exit 3) and the next run resumes
+/// the suspension it left (`interrupted-toggle`).
 #[test]
-fn failed_resume_is_retried_until_it_succeeds() {
+fn a_resume_answered_500_is_not_sent_again_and_the_next_run_resumes() {
     let cluster = Cluster::start();
     cluster.seed(stuck_pending("apps", "web"));
-    // PATCH 1 = suspend, PATCH 2 and 3 = resume attempts that fail.
-    cluster.add_fault(
-        Fault::on("PATCH", "helmreleases", None)
-            .nth(2)
-            .times(2)
-            .respond(500),
+    // PATCH 1 = suspend, PATCH 2 = the resume, answered 500.
+    cluster.add_fault(Fault::on("PATCH", "helmreleases", None).nth(2).respond(500));
+
+    let out = cluster.run(&["--suspend-wait", "1s"]);
+    assert_eq!(out.status.code(), Some(3), "{}", describe(&out));
+    assert!(
+        stdout(&out).contains("apps/web toggle-suspend pending-install-but-deployed failed error=resume HelmRelease apps/web"),
+        "{}",
+        describe(&out)
     );
+    let statuses: Vec<u16> = cluster.hr_writes().iter().map(|w| w.status).collect();
+    assert_eq!(statuses, [200, 500], "the resume is not sent again");
 
     let out = cluster.run(&["--suspend-wait", "1s"]);
     assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
-    let statuses: Vec<u16> = cluster.hr_writes().iter().map(|w| w.status).collect();
-    assert_eq!(statuses, [200, 500, 500, 200]);
+    assert!(
+        stdout(&out).contains("apps/web resume interrupted-toggle succeeded"),
+        "{}",
+        describe(&out)
+    );
     let hr = cluster.hr("apps", "web");
     assert_eq!(hr["spec"].get("suspend"), None);
     assert_eq!(annotation(&hr, SUSPENDED_AT), None);

@@ -387,3 +387,65 @@ fn a_revert_after_a_genuine_conflict_rereads_and_rolls_back() {
     assert_eq!(reverts, [409, 200]);
     assert_eq!(end_state_violations(&cluster), Vec::<String>::new());
 }
+
+/// Issue 21 (SPEC §5): a status patch answered 500, then a revert answered
+/// 500 as well. A 500 is a failed write: the revert is read back once but
+/// never sent again, so the run ends promptly — result `failed` with both
+/// errors, a Warning Event, exit 3 — and the next run heals what is left.
+#[test]
+fn a_revert_answered_500_after_a_status_500_is_not_sent_again() {
+    let cluster = Cluster::start();
+    seed_every_branch(&cluster);
+    let status = POSITIONS[3].key();
+    cluster.add_fault(status.fault().respond(500));
+    // Every revert of the annotation is answered 500, however often sent.
+    let revert = POSITIONS[4].key();
+    cluster.add_fault(revert.fault().times(u64::MAX).respond(500));
+    let started = Instant::now();
+    let out = cluster.run(&[
+        "-o",
+        "json",
+        "--suspend-wait",
+        SUSPEND_WAIT,
+        "--timeout",
+        "30s",
+    ]);
+    let elapsed = started.elapsed();
+    assert_eq!(out.status.code(), Some(3), "{}", describe(&out));
+    assert!(
+        elapsed < Duration::from_secs(10),
+        "the run took {elapsed:?}: the failed revert was retried\n{}",
+        describe(&out)
+    );
+    let report = json_report(&out);
+    let action = action_of(&report, CORRECT_NS, HR_NAME)
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(action["result"], "failed", "{}", describe(&out));
+    let error = action["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("patch status of HelmRelease correct/hr")
+            && error.contains("revert annotation of HelmRelease correct/hr"),
+        "both errors reported: {error}"
+    );
+    let reverts = ours(&cluster.requests())
+        .into_iter()
+        .filter(|r| revert.same_target(r))
+        .skip(1)
+        .map(|r| r.status)
+        .collect::<Vec<u16>>();
+    assert_eq!(
+        reverts,
+        [500],
+        "the revert is sent once, never again after a 500"
+    );
+    assert!(
+        cluster.events().contains(&(
+            format!("{CORRECT_NS}/{HR_NAME}"),
+            "Warning".to_owned(),
+            "StuckReleaseCorrectionFailed".to_owned()
+        )),
+        "{:?}",
+        cluster.events()
+    );
+}

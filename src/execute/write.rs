@@ -153,9 +153,6 @@ impl Executor {
             )
         };
         let fail = |error: kube::Error| Sent::Failed(step(error));
-        // A clean-up write re-sends whatever did not land (it finishes or
-        // undoes our own change); a first write only what SPEC §5 names.
-        let resend = |retry: bool| retry || budget == Budget::Cleanup;
         let mut delays = backoff();
         loop {
             let request = self
@@ -185,7 +182,10 @@ impl Executor {
                     Some(object) if answer == Answer::Conflict => {
                         return Sent::Conflict(object, step(refused.error));
                     }
-                    _ if matches!(answer, Answer::Unknown { retry } if resend(retry)) => None,
+                    // SPEC §5: a 500 (any 5xx but 503/504) is a failed
+                    // write, read back once but never sent again — a
+                    // clean-up write included; the next run heals it.
+                    _ if answer == (Answer::Unknown { retry: true }) => None,
                     _ => return fail(refused.error),
                 },
             };
