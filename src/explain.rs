@@ -16,13 +16,13 @@ use serde_json::Value;
 use crate::config::Config;
 use crate::decide::{Facts, LatestRevision, ReleaseRef, Storage, StorageFact, Walked, walk};
 use crate::error::Error;
-use crate::execute::correct_status::{annotation_patch, status_patch};
-use crate::execute::repair::clear_marker_patch;
-use crate::execute::toggle_suspend::{resume_patch, suspend_patch};
-use crate::execute::write::with_resource_version as rv;
 use crate::exit::ExitCode;
 use crate::kube_io::{self, HelmReleases, ListFailure, storage};
 use crate::model::{Branch, DryRun, Reason, annotations};
+use crate::patches::with_resource_version as rv;
+use crate::patches::{
+    annotation_patch, clear_marker_patch, resume_patch, status_patch, suspend_patch,
+};
 use crate::view::{HelmReleaseView, MalformedObject};
 
 /// Stands for the `resourceVersion` a patch takes from the answer to the

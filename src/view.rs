@@ -104,6 +104,19 @@ impl fmt::Display for MalformedObject {
 
 impl std::error::Error for MalformedObject {}
 
+/// One listed item, as the lister hands it over.
+#[derive(Debug, Clone)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "a view is the common case; malformed is rare"
+)]
+pub enum Candidate {
+    /// An object read into a view.
+    View(HelmReleaseView),
+    /// An object that could not be read: planned as a `malformed` skip.
+    Malformed(MalformedObject),
+}
+
 impl HelmReleaseView {
     /// Builds a view from the JSON of one list item.
     ///

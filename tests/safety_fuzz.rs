@@ -17,9 +17,9 @@ use proptest::prelude::*;
 use serde_json::{Map, Value, json};
 use stuck_hr_recovery::config::Config;
 use stuck_hr_recovery::decide::{LatestRevision, StorageFact};
-use stuck_hr_recovery::kube_io::{Listed, releases_needed};
+use stuck_hr_recovery::kube_io::Listed;
 use stuck_hr_recovery::model::{Branch, Reason};
-use stuck_hr_recovery::plan::{Candidate, plan};
+use stuck_hr_recovery::plan::{Candidate, plan, releases_needed, worth_keeping};
 use stuck_hr_recovery::report::{Report, render_json, render_text};
 
 /// The valid objects mutations start from.
@@ -222,7 +222,7 @@ fn check_page(items: Vec<Value>) -> Result<(), TestCaseError> {
     let page = json!({"apiVersion": "v1", "kind": "List", "items": items});
     let mut listed = Listed::default();
     prop_assert!(
-        listed.add_page(&page, now, &config),
+        listed.add_page(&page, &worth_keeping(now, &config)),
         "a page with items is a list"
     );
     prop_assert_eq!(listed.scanned, n);
@@ -346,7 +346,10 @@ fn known_wrong_types_are_each_a_malformed_skip() {
         items.push(v.clone());
         let config = Config::default();
         let mut listed = Listed::default();
-        listed.add_page(&json!({"items": items}), Utc::now(), &config);
+        listed.add_page(
+            &json!({"items": items}),
+            &worth_keeping(Utc::now(), &config),
+        );
         let bad = listed
             .candidates
             .iter()

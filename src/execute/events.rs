@@ -100,7 +100,7 @@ pub fn about(
             EventReason::StuckReleaseCorrected,
             format!(
                 "Ready was Unknown although Helm release {} is deployed: status set to Ready=True, Released=True",
-                super::correct_status::release_label(view)
+                crate::patches::release_label(view)
             ),
         ),
         (Branch::CorrectStatus, false) => (

@@ -2,13 +2,13 @@
 //!
 //! It takes the finished [`Plan`] and the [`Report`] built from it, runs the
 //! actions the guardrail allows, and records what became of each one. One
-//! file per remedy, each a short sequence of writes through [`write`]:
+//! file per remedy, each a short sequence of writes through [`Writer`]:
 //!
 //! * [`correct_status`] — branch B (annotate, patch status, roll back);
 //! * [`toggle_suspend`] — branch A (suspend the batch, one wait, resume);
 //! * [`repair`] — `interrupted-toggle` (resume) and `stale-marker` (clear);
-//! * [`write`] — the write primitive: stamp, send, classify, read back,
-//!   retry within a budget;
+//! * [`writer`] — the write primitive [`Writer`]: send, classify, read
+//!   back, retry within a budget;
 //! * [`events`] — Events through kube's Recorder, and every Event note.
 //!
 //! Rules every remedy shares (SPEC §5), implemented here:
@@ -16,7 +16,7 @@
 //! * every write is a JSON merge patch carrying `metadata.resourceVersion`
 //!   (the one decided on, or the one our previous write of the same action
 //!   returned), sent with field manager `stuck-hr-recovery` and, for a server
-//!   dry run, `dryRun=All` — through [`Executor::send`] only;
+//!   dry run, `dryRun=All` — through [`Writer::send`] only;
 //! * a 409 on an action's first write that is not our own write landing:
 //!   decide again on the object read back, act at most once more
 //!   ([`Executor::first_write`]); a second 409 is `changed-during-run`; a
@@ -25,15 +25,17 @@
 //!   another remedy is `failed`/`changed-during-run` (never `planned`);
 //! * nothing new starts after SIGTERM/SIGINT or past the deadline; what
 //!   already started finishes its own clean-up (rollback, resume) within the
-//!   run's one clean-up budget ([`write::Budget::Cleanup`]).
+//!   run's one clean-up budget ([`Budget::Cleanup`]).
+//!
+//! The patches themselves are built in [`crate::patches`] (pure).
 
 pub mod correct_status;
 pub mod events;
 pub mod repair;
 pub mod toggle_suspend;
-pub mod write;
+pub mod writer;
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::Utc;
 use futures::StreamExt;
 use serde_json::Value;
 use tokio::time::Instant;
@@ -41,25 +43,20 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::decide::{Decision, decide, storage_needed};
+use crate::interrupt::Interrupt;
 use crate::kube_io::{Clients, HelmReleases, MAX_IN_FLIGHT, storage};
 use crate::model::{ActionResult, Branch, Reason};
 use crate::notify::Notifier;
 use crate::plan::{Plan, PlannedItem};
 use crate::report::Report;
-use crate::run::Interrupt;
 use crate::view::HelmReleaseView;
 
 use events::{EventReason, Events};
-pub use write::{Budget, CLEANUP_GRACE, SIGNAL_BUDGET};
-use write::{Sent, Write};
+pub use writer::{Budget, CLEANUP_GRACE, DeadlineExceeded, SIGNAL_BUDGET, Writer};
+use writer::{Sent, Write};
 
 /// The error of an action whose first write met a second 409.
 pub const CHANGED_DURING_RUN: &str = "changed-during-run";
-
-/// The run's deadline passed while a request was waiting for its answer.
-#[derive(Debug, thiserror::Error)]
-#[error("no answer before the run's deadline (--timeout)")]
-pub struct DeadlineExceeded;
 
 /// What became of one planned action.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -112,13 +109,12 @@ pub enum OnConflict {
 
 /// Runs the plan's actions against the cluster.
 pub struct Executor {
-    api: HelmReleases,
+    writer: Writer,
     client: kube::Client,
     events: Events,
     config: Config,
     deadline: Instant,
     cancel: CancellationToken,
-    interrupt: Interrupt,
 }
 
 impl Executor {
@@ -128,9 +124,10 @@ impl Executor {
         deadline: Instant,
         interrupt: &Interrupt,
     ) -> Self {
+        let api = HelmReleases::new(clients.read.clone(), config.dry_run)
+            .writing_with(clients.write.clone());
         Self {
-            api: HelmReleases::new(clients.read.clone(), config.dry_run)
-                .writing_with(clients.write.clone()),
+            writer: Writer::new(api, deadline, interrupt),
             events: Events::new(clients.read.clone(), config.dry_run)
                 .until(deadline + CLEANUP_GRACE)
                 .notify(Notifier::for_run(
@@ -141,7 +138,6 @@ impl Executor {
             config: config.clone(),
             deadline,
             cancel: interrupt.token(),
-            interrupt: interrupt.clone(),
         }
     }
 
@@ -257,6 +253,7 @@ impl Executor {
         make: impl Fn(&HelmReleaseView) -> Write<'w>,
     ) -> FirstWrite {
         let object = match self
+            .writer
             .send(view, &view.resource_version, &make(view), budget)
             .await
         {
@@ -281,6 +278,7 @@ impl Executor {
         };
         tracing::debug!("same outcome after re-reading; writing once more");
         match self
+            .writer
             .send(&fresh, &fresh.resource_version, &make(&fresh), budget)
             .await
         {
@@ -337,11 +335,6 @@ async fn bounded<F: Future>(futures: impl IntoIterator<Item = F>) -> Vec<F::Outp
         .buffered(MAX_IN_FLIGHT)
         .collect()
         .await
-}
-
-/// The timestamp form of every annotation and condition we write.
-pub fn timestamp(now: DateTime<Utc>) -> String {
-    now.to_rfc3339_opts(SecondsFormat::Secs, true)
 }
 
 /// The per-object log line of one finished action.

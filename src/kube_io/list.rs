@@ -4,29 +4,30 @@
 //! [`PAGE_SIZE`](super::helmreleases::PAGE_SIZE) with the continue token until
 //! the server returns an empty one. Each item is turned into a view on its
 //! own: a malformed item becomes a [`Candidate::Malformed`], never a failed
-//! list. Items decided `ready` are counted and dropped right away, so memory
-//! grows with the unhealthy HelmReleases, not with the cluster.
+//! list. Items the caller's filter does not keep (a run drops those decided
+//! `ready`, [`crate::plan::worth_keeping`]) are counted and dropped right
+//! away, so memory grows with the kept HelmReleases, not with the cluster.
+//! The filter is handed in: this module knows nothing of the decision.
 
 use std::fmt;
 
-use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use super::helmreleases::HelmReleases;
 use crate::blocks::Dependents;
-use crate::config::Config;
-use crate::decide::decide;
 use crate::error::{Error, ListScope};
 use crate::model::Reason;
-use crate::plan::Candidate;
-use crate::view::HelmReleaseView;
+use crate::view::{Candidate, HelmReleaseView};
+
+/// Which listed views to keep; the rest are counted and dropped.
+pub type Keep<'a> = &'a dyn Fn(&HelmReleaseView) -> bool;
 
 /// What listing every scope produced.
 #[derive(Debug, Default)]
 pub struct Listed {
     /// Every item read, healthy and malformed ones included.
     pub scanned: usize,
-    /// The items that were not dropped as `ready`.
+    /// The items the filter kept, and every malformed one.
     pub candidates: Vec<Candidate>,
     /// The `spec.dependsOn` entries of every item, healthy ones included.
     pub dependents: Dependents,
@@ -35,7 +36,7 @@ pub struct Listed {
 impl Listed {
     /// Adds one page's items. Returns `false` when the page has no `items`
     /// list.
-    pub fn add_page(&mut self, page: &Value, now: DateTime<Utc>, config: &Config) -> bool {
+    pub fn add_page(&mut self, page: &Value, keep: Keep<'_>) -> bool {
         let Some(items) = page.get("items").and_then(Value::as_array) else {
             return page.get("items").is_some_and(Value::is_null);
         };
@@ -44,8 +45,7 @@ impl Listed {
             self.dependents.add_item(item);
             match HelmReleaseView::from_json(item) {
                 Ok(view) => {
-                    // `ready` never depends on Helm storage: decide without it.
-                    if decide(&view, None, now, config).reason != Reason::Ready {
+                    if keep(&view) {
                         self.candidates.push(Candidate::View(view));
                     }
                 }
@@ -71,27 +71,24 @@ pub fn continue_token(page: &Value) -> Option<&str> {
         .filter(|t| !t.is_empty())
 }
 
-/// Lists every HelmRelease in scope (`config.namespaces`, or all), page by
-/// page, with `config.selector`, into `listed` (which keeps what was read
-/// when a later page fails, for the report).
+/// Lists every HelmRelease in scope (`namespaces`, or all when empty), page
+/// by page, with `selector`, into `listed` (which keeps what was read when a
+/// later page fails, for the report), keeping the views `keep` keeps.
 ///
 /// # Errors
 /// The first failed page ([`Error::ListHelmReleases`]) or a page that is not
 /// a list ([`Error::ListNotAList`]): the plan would be incomplete.
 pub async fn list_helmreleases(
     api: &HelmReleases,
-    now: DateTime<Utc>,
-    config: &Config,
+    namespaces: &[String],
+    selector: Option<&str>,
+    keep: Keep<'_>,
     listed: &mut Listed,
 ) -> Result<(), Error> {
-    let scopes: Vec<Option<&str>> = if config.namespaces.is_empty() {
+    let scopes: Vec<Option<&str>> = if namespaces.is_empty() {
         vec![None]
     } else {
-        config
-            .namespaces
-            .iter()
-            .map(|ns| Some(ns.as_str()))
-            .collect()
+        namespaces.iter().map(|ns| Some(ns.as_str())).collect()
     };
     for namespace in scopes {
         let scope = match namespace {
@@ -101,13 +98,13 @@ pub async fn list_helmreleases(
         let mut token: Option<String> = None;
         loop {
             let page = api
-                .list_page(namespace, config.selector.as_deref(), token.as_deref())
+                .list_page(namespace, selector, token.as_deref())
                 .await
                 .map_err(|source| Error::ListHelmReleases {
                     scope: scope.clone(),
                     source: Box::new(source),
                 })?;
-            if !listed.add_page(&page, now, config) {
+            if !listed.add_page(&page, keep) {
                 return Err(Error::ListNotAList { scope });
             }
             token = continue_token(&page).map(str::to_owned);
@@ -209,11 +206,14 @@ impl fmt::Display for ListFailure {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Config;
     use crate::model::annotations;
+    use crate::plan::worth_keeping;
+    use chrono::Utc;
     use serde_json::json;
 
-    fn config() -> Config {
-        Config::default()
+    fn add(listed: &mut Listed, page: &Value) -> bool {
+        listed.add_page(page, &worth_keeping(Utc::now(), &Config::default()))
     }
 
     fn item(name: &str, ready: &str) -> Value {
@@ -235,7 +235,7 @@ mod tests {
         bad["status"]["conditions"] = json!("not a list");
         let page = json!({"items": [item("ok", "Unknown"), bad, item("healthy", "True")]});
         let mut listed = Listed::default();
-        assert!(listed.add_page(&page, Utc::now(), &config()));
+        assert!(add(&mut listed, &page));
         assert_eq!(listed.scanned, 3);
         assert_eq!(listed.candidates.len(), 2, "ready dropped, others kept");
         assert!(matches!(&listed.candidates[0], Candidate::View(v) if v.name == "ok"));
@@ -250,15 +250,15 @@ mod tests {
         marked["metadata"]["annotations"] =
             json!({annotations::SUSPENDED_AT: "2020-01-01T00:00:00Z"});
         let mut listed = Listed::default();
-        assert!(listed.add_page(&json!({"items": [marked]}), Utc::now(), &config()));
+        assert!(add(&mut listed, &json!({"items": [marked]})));
         assert_eq!(listed.candidates.len(), 1);
     }
 
     #[test]
     fn a_page_without_items_is_not_a_list() {
         let mut listed = Listed::default();
-        assert!(!listed.add_page(&json!({"kind": "Status"}), Utc::now(), &config()));
-        assert!(listed.add_page(&json!({"items": null}), Utc::now(), &config()));
+        assert!(!add(&mut listed, &json!({"kind": "Status"})));
+        assert!(add(&mut listed, &json!({"items": null})));
     }
 
     #[test]
