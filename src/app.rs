@@ -8,10 +8,18 @@ use tracing_subscriber::EnvFilter;
 use crate::cli::{Command, ExplainArgs};
 use crate::config::{Config, LogFormat, OutputFormat};
 use crate::exit::ExitCode;
-use crate::explain::{self, run_explain};
+use chrono::Utc;
+
+use crate::decide::{ReleaseRef, StorageFact, storage_needed};
+use crate::error::{Error, ListScope, ObjectName};
+use crate::explain::{self, Explanation, Target};
+use crate::failure::Failure;
 use crate::interrupt::Interrupt;
+use crate::kube_io::{self, HelmReleases, ListFailure, storage};
+use crate::model::DryRun;
 use crate::report;
 use crate::run::run;
+use crate::view::{HelmReleaseView, MalformedObject};
 
 /// What an invocation prints and how the process ends.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,5 +90,106 @@ pub fn init_logging(format: LogFormat) {
     match format {
         LogFormat::Text => logs.init(),
         LogFormat::Json => logs.json().init(),
+    }
+}
+
+/// Why `explain` could not explain.
+#[derive(Debug, thiserror::Error)]
+pub enum ExplainError {
+    /// The HelmRelease does not exist. Exit 4.
+    #[error(
+        "HelmRelease {namespace}/{name} not found: check the namespace and name \
+         (kubectl get helmreleases.helm.toolkit.fluxcd.io -n {namespace})"
+    )]
+    NotFound { namespace: String, name: String },
+    /// It could not be read. Exit 4.
+    #[error("could not read HelmRelease {namespace}/{name} ({failure}): {hint}")]
+    Read {
+        namespace: String,
+        name: String,
+        failure: ListFailure,
+        hint: &'static str,
+        #[source]
+        source: Error,
+    },
+    /// It could not be read into a view. Exit 3.
+    #[error(transparent)]
+    Malformed(MalformedObject),
+}
+
+impl ExplainError {
+    pub fn exit(&self) -> ExitCode {
+        match self {
+            ExplainError::NotFound { .. } | ExplainError::Read { .. } => ExitCode::ListFailed,
+            ExplainError::Malformed(_) => ExitCode::ActionsFailed,
+        }
+    }
+}
+
+/// Reads the HelmRelease (and its Helm storage when the decision needs it)
+/// and explains it, all within `--timeout`. Never writes.
+///
+/// # Errors
+/// [`ExplainError`]: not found, unreadable (with what to check), malformed.
+async fn run_explain(config: &Config, target: &Target) -> Result<Explanation, ExplainError> {
+    let read_error = |source: Error| ExplainError::Read {
+        namespace: target.namespace.clone(),
+        name: target.name.clone(),
+        failure: ListFailure::of(&source),
+        hint: ListFailure::of(&source).hint(),
+        source,
+    };
+    let deadline = tokio::time::Instant::now() + config.timeout;
+    let timed_out = || {
+        read_error(Error::ListTimedOut {
+            scope: ListScope::Namespace(target.namespace.clone()),
+        })
+    };
+    let client = tokio::time::timeout_at(
+        deadline,
+        kube_io::connect(config.kubeconfig.as_deref(), config.context.as_deref()),
+    )
+    .await
+    .map_err(|_| timed_out())?
+    .map_err(read_error)?
+    .read;
+    // Client dry run: explain never writes.
+    let api = HelmReleases::new(client.clone(), DryRun::Client);
+    let json = match tokio::time::timeout_at(deadline, api.get(&target.namespace, &target.name))
+        .await
+        .map_err(|_| timed_out())?
+    {
+        Ok(json) => json,
+        Err(kube::Error::Api(status)) if status.code == 404 => {
+            return Err(ExplainError::NotFound {
+                namespace: target.namespace.clone(),
+                name: target.name.clone(),
+            });
+        }
+        Err(source) => {
+            return Err(read_error(Error::ReadHelmRelease {
+                object: ObjectName::new(&target.namespace, &target.name),
+                source: Box::new(source),
+            }));
+        }
+    };
+    let view = HelmReleaseView::from_json(&json).map_err(ExplainError::Malformed)?;
+    let now = Utc::now();
+    let fact = match storage_needed(&view, now, config) {
+        None => None,
+        Some(release) => Some(read_storage(&client, &release, deadline).await),
+    };
+    Ok(explain::explain(&view, fact.as_ref(), now, config))
+}
+
+async fn read_storage(
+    client: &kube::Client,
+    release: &ReleaseRef,
+    deadline: tokio::time::Instant,
+) -> StorageFact {
+    match tokio::time::timeout_at(deadline, storage::latest(client, release)).await {
+        Ok(Ok(fact)) => fact,
+        Ok(Err(error)) => StorageFact::Unreadable(error.failure()),
+        Err(_) => StorageFact::Unreadable(Failure::Deadline),
     }
 }

@@ -6,14 +6,12 @@
 
 use std::fmt;
 
-use crate::error::Error;
-
 /// Why an action failed or rolled back, or why Helm storage could not be
 /// read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Failure {
     /// A step failed: the step, the object and every cause
-    /// ([`Error::chain`]).
+    /// (`Error::failure`).
     Step(String),
     /// No answer before the run's deadline (`--timeout`).
     Deadline,
@@ -24,6 +22,8 @@ pub enum Failure {
     WaitInterrupted,
     /// The run's deadline came during the suspend wait: resumed early.
     WaitCutByDeadline,
+    /// Helm storage was needed but not read (`explain` without it).
+    NotRead,
     /// Branch B's status patch failed and so did putting the annotation
     /// back: both causes, in that order.
     RevertFailed {
@@ -33,20 +33,9 @@ pub enum Failure {
 }
 
 impl Failure {
-    /// The failure of a step.
-    pub fn step(error: &Error) -> Failure {
-        Failure::Step(error.chain())
-    }
-
-    /// The wording of [`Failure::Deadline`], for messages built at compile
-    /// time elsewhere (`thiserror` formats).
+    /// The wording of [`Failure::Deadline`], for messages built elsewhere
+    /// (`thiserror` formats).
     pub const DEADLINE: &'static str = "no answer before the run's deadline (--timeout)";
-}
-
-impl From<&Error> for Failure {
-    fn from(error: &Error) -> Self {
-        Failure::step(error)
-    }
 }
 
 impl fmt::Display for Failure {
@@ -61,6 +50,7 @@ impl fmt::Display for Failure {
             Failure::WaitCutByDeadline => {
                 f.write_str("deadline: resumed before --suspend-wait elapsed")
             }
+            Failure::NotRead => f.write_str("not read"),
             Failure::RevertFailed { status, revert } => write!(f, "{status}; {revert}"),
         }
     }
@@ -69,18 +59,12 @@ impl fmt::Display for Failure {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::error::ObjectName;
 
     #[test]
     fn a_failed_revert_shows_both_causes_in_order() {
-        let status = Error::PatchStatus {
-            object: ObjectName::new("apps", "web"),
-            source: Box::new(kube::Error::Api(Box::new(
-                kube::core::Status::failure("boom", "InternalError").with_code(500),
-            ))),
-        };
+        let status = "patch status of HelmRelease apps/web: boom (500 InternalError)";
         let failure = Failure::RevertFailed {
-            status: Box::new(Failure::step(&status)),
+            status: Box::new(Failure::Step(status.to_owned())),
             revert: Box::new(Failure::Deadline),
         };
         assert_eq!(

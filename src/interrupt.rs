@@ -64,8 +64,8 @@ impl Interrupt {
 
     /// Listens for SIGTERM and SIGINT in the background and feeds them to
     /// [`Interrupt::trigger`]. The first cancels the run (what this run
-    /// suspended is still resumed, for at most
-    /// [`crate::execute::SIGNAL_BUDGET`]).
+    /// suspended is still resumed, for at most the executor's
+    /// `SIGNAL_BUDGET`).
     pub fn listen(&self) {
         use tokio::signal::unix::{SignalKind, signal};
         for (kind, code) in [

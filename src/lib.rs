@@ -19,6 +19,7 @@ pub mod failure;
 pub mod interrupt;
 pub mod kube_io;
 pub mod label_selector;
+pub mod layers;
 pub mod model;
 pub mod notify;
 pub mod patches;

@@ -124,7 +124,7 @@ fn list_failed(error: &Error, scanned: usize, config: &Config, interrupt: &Inter
     let failure = ListFailure::of(error);
     tracing::error!(
         failure = %failure,
-        error = %error.chain(),
+        error = %error.failure(),
         "could not list HelmReleases ({failure}): nothing was acted on; {}",
         failure.hint()
     );

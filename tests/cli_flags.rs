@@ -64,7 +64,16 @@ impl Drop for Env<'_> {
 fn parse(args: &[&str], env: &[(&str, &str)]) -> Result<Config, String> {
     let _env = Env::set(env);
     let argv = std::iter::once("stuck-hr-recovery").chain(args.iter().copied());
-    let cli = Cli::try_parse_from(argv).map_err(|e| e.to_string())?;
+    // clap's own errors: the message without its `error: ` prefix and
+    // the closing pointer to --help.
+    let cli = Cli::try_parse_from(argv).map_err(|e| {
+        let text = e.to_string();
+        let text = text
+            .split("\n\nFor more information")
+            .next()
+            .unwrap_or_default();
+        text.trim_start_matches("error: ").trim_end().to_owned()
+    })?;
     cli.into_config().map_err(|e| e.to_string())
 }
 
@@ -350,11 +359,29 @@ fn an_unknown_flag_is_rejected() {
 #[test]
 fn usage_error_fields_name_flag_variable_value_and_form() {
     let _env = Env::set(&[]);
-    let cli = Cli::try_parse_from(["stuck-hr-recovery", "--timeout", "0s"]);
+    let cli = Cli::try_parse_from(["stuck-hr-recovery", "-n", "Bad_NS"]);
     let err: Option<UsageError> = cli.ok().and_then(|c| c.into_config().err());
     let err = err.map(|e| (e.flag, e.env, e.value));
     assert_eq!(
         err,
-        Some(("--timeout", "STUCK_HR_TIMEOUT", "0s".to_string()))
+        Some((
+            "--namespace".to_owned(),
+            "STUCK_HR_NAMESPACES".to_owned(),
+            "Bad_NS".to_owned()
+        ))
     );
+}
+
+#[test]
+fn durations_and_counts_are_refused_by_their_clap_value_parsers() {
+    let _env = Env::set(&[]);
+    for args in [["--timeout", "0s"], ["--max-actions", "ten"]] {
+        let argv = std::iter::once("stuck-hr-recovery").chain(args);
+        let kind = Cli::try_parse_from(argv).err().map(|e| e.kind());
+        assert_eq!(
+            kind,
+            Some(clap::error::ErrorKind::ValueValidation),
+            "{args:?}"
+        );
+    }
 }

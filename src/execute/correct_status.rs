@@ -54,8 +54,9 @@ use chrono::Utc;
 use serde_json::Value;
 
 use super::writer::{Budget, Sent, Write};
-use super::{CHANGED_DURING_RUN, Executor, FirstWrite, OnConflict, Outcome};
+use super::{Executor, FirstWrite, OnConflict, Outcome};
 use crate::error::Error;
+use crate::failure::Failure;
 use crate::kube_io::helmreleases::Part;
 use crate::model::{ActionResult, Branch, annotations};
 use crate::patches::{
@@ -154,11 +155,14 @@ async fn revert(
         Sent::Applied(_) => {
             return Outcome::Done {
                 result: ActionResult::RolledBack,
-                error: Some(status_error.chain()),
+                error: Some(status_error.failure()),
             };
         }
-        Sent::Conflict(..) => CHANGED_DURING_RUN.to_owned(),
-        Sent::Failed(error) => error.chain(),
+        Sent::Conflict(..) => Failure::ChangedDuringRun,
+        Sent::Failed(error) => error.failure(),
     };
-    Outcome::failed(format!("{}; {revert_error}", status_error.chain()))
+    Outcome::failed(Failure::RevertFailed {
+        status: Box::new(status_error.failure()),
+        revert: Box::new(revert_error),
+    })
 }

@@ -94,7 +94,7 @@ pub fn about(
         return None;
     };
     let ok = *result == ActionResult::Succeeded;
-    let error = error.as_deref().unwrap_or_default();
+    let error = error.as_ref().map(ToString::to_string).unwrap_or_default();
     Some(match (branch, ok) {
         (Branch::CorrectStatus, true) => (
             EventReason::StuckReleaseCorrected,
@@ -225,7 +225,7 @@ impl Events {
             tracing::warn!(
                 namespace = %view.namespace,
                 name = %view.name,
-                error = %error.chain(),
+                error = %error.failure(),
                 "Event not published"
             );
         }

@@ -42,7 +42,8 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
-use crate::decide::{Decision, decide, storage_needed};
+use crate::decide::{Decision, StorageFact, decide, storage_needed};
+use crate::failure::Failure;
 use crate::interrupt::Interrupt;
 use crate::kube_io::{Clients, HelmReleases, MAX_IN_FLIGHT, storage};
 use crate::model::{ActionResult, Branch, Reason};
@@ -55,16 +56,13 @@ use events::{EventReason, Events};
 pub use writer::{Budget, CLEANUP_GRACE, DeadlineExceeded, SIGNAL_BUDGET, Writer};
 use writer::{Sent, Write};
 
-/// The error of an action whose first write met a second 409.
-pub const CHANGED_DURING_RUN: &str = "changed-during-run";
-
 /// What became of one planned action.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
     /// The action ran: succeeded, failed or rolled back.
     Done {
         result: ActionResult,
-        error: Option<String>,
+        error: Option<Failure>,
     },
     /// A 409 on the first write led to another decision, reported instead;
     /// with the result of that decision's action when it is one (carried
@@ -82,7 +80,7 @@ impl Outcome {
         }
     }
 
-    fn failed(error: String) -> Outcome {
+    fn failed(error: Failure) -> Outcome {
         Outcome::Done {
             result: ActionResult::Failed,
             error: Some(error),
@@ -229,8 +227,8 @@ impl Executor {
                 .await
                 {
                     Ok(Ok(fact)) => fact,
-                    Ok(Err(e)) => crate::decide::StorageFact::Unreadable(e.to_string()),
-                    Err(_) => crate::decide::StorageFact::Unreadable(DeadlineExceeded.to_string()),
+                    Ok(Err(e)) => StorageFact::Unreadable(e.failure()),
+                    Err(_) => StorageFact::Unreadable(Failure::Deadline),
                 },
             ),
             None => None,
@@ -258,13 +256,13 @@ impl Executor {
             .await
         {
             Sent::Applied(answer) => return FirstWrite::Wrote(answer, Box::new(view.clone())),
-            Sent::Failed(error) => return FirstWrite::Ended(Outcome::failed(error.chain())),
+            Sent::Failed(error) => return FirstWrite::Ended(Outcome::failed(error.failure())),
             Sent::Conflict(_, _) if on_conflict == OnConflict::Fail => {
-                return FirstWrite::Ended(Outcome::failed(CHANGED_DURING_RUN.to_owned()));
+                return FirstWrite::Ended(Outcome::failed(Failure::ChangedDuringRun));
             }
             Sent::Conflict(object, error) => {
                 tracing::info!(
-                    namespace = %view.namespace, name = %view.name, error = %error.chain(),
+                    namespace = %view.namespace, name = %view.name, error = %error.failure(),
                     "HelmRelease changed since it was read; deciding again"
                 );
                 object
@@ -283,8 +281,8 @@ impl Executor {
             .await
         {
             Sent::Applied(answer) => FirstWrite::Wrote(answer, Box::new(fresh)),
-            Sent::Conflict(..) => FirstWrite::Ended(Outcome::failed(CHANGED_DURING_RUN.to_owned())),
-            Sent::Failed(error) => FirstWrite::Ended(Outcome::failed(error.chain())),
+            Sent::Conflict(..) => FirstWrite::Ended(Outcome::failed(Failure::ChangedDuringRun)),
+            Sent::Failed(error) => FirstWrite::Ended(Outcome::failed(error.failure())),
         }
     }
 
@@ -301,7 +299,7 @@ impl Executor {
                 );
                 Some(Box::pin(self.run_single(&fresh, branch, OnConflict::Fail)).await)
             }
-            (Some(_), _) => Some(Outcome::failed(CHANGED_DURING_RUN.to_owned())),
+            (Some(_), _) => Some(Outcome::failed(Failure::ChangedDuringRun)),
         };
         Outcome::Redecided(decision, done.map(Box::new))
     }
@@ -348,7 +346,8 @@ fn log_outcome(namespace: &str, name: &str, planned: Decision, outcome: &Outcome
         } => tracing::info!(namespace, name, branch, reason, result = %result, "action done"),
         Outcome::Done { result, error } => tracing::warn!(
             namespace, name, branch, reason, result = %result,
-            error = error.as_deref().unwrap_or_default(), "action not done"
+            error = error.as_ref().map(ToString::to_string).unwrap_or_default(),
+            "action not done"
         ),
         Outcome::Redecided(decision, done) => tracing::info!(
             namespace, name, branch, reason = %decision.reason,
@@ -374,7 +373,7 @@ fn record(report: &mut Report, namespace: &str, name: &str, outcome: Outcome) {
                 report.replace_action(namespace, name, branch, decision.reason);
                 let (result, error) = match done.map(|d| *d) {
                     Some(Outcome::Done { result, error }) => (result, error),
-                    _ => (ActionResult::Failed, Some(CHANGED_DURING_RUN.to_owned())),
+                    _ => (ActionResult::Failed, Some(Failure::ChangedDuringRun)),
                 };
                 report.set_result(namespace, name, result, error);
             }

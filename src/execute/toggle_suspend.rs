@@ -47,9 +47,10 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use super::writer::{Budget, Sent, Write};
-use super::{CHANGED_DURING_RUN, Executor, FirstWrite, OnConflict, Outcome, bounded};
+use super::{Executor, FirstWrite, OnConflict, Outcome, bounded};
 use crate::decide::Decision;
 use crate::error::Error;
+use crate::failure::Failure;
 use crate::kube_io::helmreleases::Part;
 use crate::model::{Branch, DryRun, Reason, annotations};
 use crate::patches::{annotation, resume_patch, suspend_patch, timestamp};
@@ -93,12 +94,8 @@ pub async fn run_batch<'a>(
             Suspended::Yes(view, rv) => match resume(executor, &view, rv, Utc::now()).await {
                 Ok(()) => match wait {
                     WaitEnd::Elapsed => Outcome::succeeded(),
-                    WaitEnd::Interrupted => Outcome::failed(
-                        "interrupted: resumed before --suspend-wait elapsed".to_owned(),
-                    ),
-                    WaitEnd::Deadline => Outcome::failed(
-                        "deadline: resumed before --suspend-wait elapsed".to_owned(),
-                    ),
+                    WaitEnd::Interrupted => Outcome::failed(Failure::WaitInterrupted),
+                    WaitEnd::Deadline => Outcome::failed(Failure::WaitCutByDeadline),
                 },
                 Err(error) => Outcome::failed(error),
             },
@@ -193,7 +190,7 @@ async fn resume(
     view: &HelmReleaseView,
     rv: String,
     now: DateTime<Utc>,
-) -> Result<(), String> {
+) -> Result<(), Failure> {
     let stamp = timestamp(now);
     let landed = |object: &Value| resumed_by(object, &stamp);
     let ours = |object: &Value| annotation(object, annotations::SUSPENDED_AT).is_some();
@@ -204,7 +201,7 @@ async fn resume(
         .await
     {
         Sent::Applied(_) => Ok(()),
-        Sent::Conflict(..) => Err(CHANGED_DURING_RUN.to_owned()),
-        Sent::Failed(error) => Err(error.chain()),
+        Sent::Conflict(..) => Err(Failure::ChangedDuringRun),
+        Sent::Failed(error) => Err(error.failure()),
     }
 }

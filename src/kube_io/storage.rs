@@ -16,6 +16,7 @@ use super::client::MAX_IN_FLIGHT;
 use super::helmreleases::PAGE_SIZE;
 use crate::decide::{ReleaseRef, StorageFact, latest_revision};
 use crate::error::Error;
+use crate::failure::Failure;
 
 /// Reads the latest revision of every release, concurrently. A failed read
 /// is a [`StorageFact::Unreadable`] (the HelmRelease is skipped as
@@ -34,18 +35,19 @@ pub async fn read_storage(
                     tracing::warn!(
                         namespace = %release.storage_namespace,
                         release = %release.release_name,
-                        "Helm storage unreadable: no answer before the run's deadline"
+                        error = %Failure::Deadline,
+                        "Helm storage unreadable"
                     );
-                    StorageFact::Unreadable("no answer before the run's deadline".to_owned())
+                    StorageFact::Unreadable(Failure::Deadline)
                 }
                 Ok(Err(error)) => {
                     tracing::warn!(
                         namespace = %release.storage_namespace,
                         release = %release.release_name,
-                        error = %error.chain(),
+                        error = %error.failure(),
                         "Helm storage unreadable"
                     );
-                    StorageFact::Unreadable(error.chain())
+                    StorageFact::Unreadable(error.failure())
                 }
             };
             (release, fact)
