@@ -108,12 +108,12 @@ impl Drop for Tinyproxy {
 /// The cluster's own kubeconfig as JSON, to change and write elsewhere.
 fn kubeconfig_of(cluster: &Cluster) -> Value {
     let text = std::fs::read_to_string(cluster.kubeconfig()).expect("kubeconfig");
-    serde_yaml::from_str(&text).expect("kubeconfig YAML")
+    serde_saphyr::from_str(&text).expect("kubeconfig YAML")
 }
 
 fn write(dir: &Path, name: &str, doc: &Value) -> PathBuf {
     let path = dir.join(name);
-    std::fs::write(&path, serde_yaml::to_string(doc).expect("YAML")).expect("written");
+    std::fs::write(&path, serde_saphyr::to_string(doc).expect("YAML")).expect("written");
     path
 }
 

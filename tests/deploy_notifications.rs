@@ -6,7 +6,6 @@
 use std::path::{Path, PathBuf};
 
 use fake_apiserver::schema::CrdSchema;
-use serde::Deserialize as _;
 use serde_json::Value;
 
 fn repo() -> &'static Path {
@@ -36,9 +35,7 @@ fn example() -> Vec<Value> {
         .strip_prefix("```yaml")
         .and_then(|b| b.strip_suffix("```"))
         .expect("a yaml code block between the markers");
-    serde_yaml::Deserializer::from_str(yaml)
-        .map(|d| Value::deserialize(d).expect("valid YAML"))
-        .collect()
+    serde_saphyr::from_multiple(yaml).expect("valid YAML")
 }
 
 fn schema_for(object: &Value) -> CrdSchema {

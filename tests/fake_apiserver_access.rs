@@ -188,7 +188,7 @@ fn can_i(dir: &Path, kubeconfig: &Path, args: &[&str]) -> (Option<i32>, String) 
 fn granted() -> Vec<(String, String, Option<String>)> {
     let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("rbac/clusterrole.yaml");
     let role: serde_json::Value =
-        serde_yaml::from_str(&std::fs::read_to_string(file).expect("rbac/clusterrole.yaml"))
+        serde_saphyr::from_str(&std::fs::read_to_string(file).expect("rbac/clusterrole.yaml"))
             .expect("YAML");
     let mut out = Vec::new();
     for rule in role["rules"].as_array().expect("rules") {

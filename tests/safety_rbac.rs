@@ -23,7 +23,7 @@ fn rbac_dir() -> &'static Path {
 /// `group/resource:verb` for every verb of every rule of the ClusterRole.
 fn granted() -> BTreeSet<String> {
     let text = std::fs::read_to_string(rbac_dir().join("clusterrole.yaml")).expect("clusterrole");
-    let role: Value = serde_yaml::from_str(&text).expect("clusterrole is YAML");
+    let role: Value = serde_saphyr::from_str(&text).expect("clusterrole is YAML");
     let mut granted = BTreeSet::new();
     for rule in role["rules"].as_array().into_iter().flatten() {
         for group in rule["apiGroups"].as_array().into_iter().flatten() {
@@ -153,11 +153,11 @@ fn without_helmreleases_status_the_run_exits_3_and_names_the_permission() {
         let path = entry.expect("entry").path();
         let text = std::fs::read_to_string(&path).expect("rbac file");
         let text = if path.ends_with("clusterrole.yaml") {
-            let mut role: Value = serde_yaml::from_str(&text).expect("YAML");
+            let mut role: Value = serde_saphyr::from_str(&text).expect("YAML");
             if let Some(rules) = role["rules"].as_array_mut() {
                 rules.retain(|r| r["resources"] != serde_json::json!(["helmreleases/status"]));
             }
-            serde_yaml::to_string(&role).expect("YAML")
+            serde_saphyr::to_string(&role).expect("YAML")
         } else {
             text
         };

@@ -123,12 +123,10 @@ pub fn render(extra: &[&str]) -> Rendered {
 
 /// Every non-empty document of a multi-document YAML stream.
 pub fn parse_yaml_docs(yaml: &str) -> Vec<Value> {
-    serde_yaml::Deserializer::from_str(yaml)
-        .filter_map(|doc| {
-            let value: Value = serde::Deserialize::deserialize(doc)
-                .unwrap_or_else(|e| panic!("rendered YAML does not parse: {e}\n{yaml}"));
-            (!value.is_null()).then_some(value)
-        })
+    serde_saphyr::from_multiple::<Value>(yaml)
+        .unwrap_or_else(|e| panic!("rendered YAML does not parse: {e}\n{yaml}"))
+        .into_iter()
+        .filter(|value| !value.is_null())
         .collect()
 }
 
@@ -136,7 +134,7 @@ pub fn parse_yaml_docs(yaml: &str) -> Vec<Value> {
 pub fn read_yaml(path: &Path) -> Value {
     let text = std::fs::read_to_string(path)
         .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
-    serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("{} is not YAML: {e}", path.display()))
+    serde_saphyr::from_str(&text).unwrap_or_else(|e| panic!("{} is not YAML: {e}", path.display()))
 }
 
 impl Rendered {
