@@ -222,7 +222,7 @@ fn check_page(items: Vec<Value>) -> Result<(), TestCaseError> {
     let page = json!({"apiVersion": "v1", "kind": "List", "items": items});
     let mut listed = Listed::default();
     prop_assert!(
-        listed.add_page(&page, &worth_keeping(now, &config)),
+        listed.add_text(&page.to_string(), &worth_keeping(now, &config)),
         "a page with items is a list"
     );
     prop_assert_eq!(listed.scanned, n);
@@ -346,8 +346,8 @@ fn known_wrong_types_are_each_a_malformed_skip() {
         items.push(v.clone());
         let config = Config::default();
         let mut listed = Listed::default();
-        listed.add_page(
-            &json!({"items": items}),
+        listed.add_text(
+            &json!({"items": items}).to_string(),
             &worth_keeping(Utc::now(), &config),
         );
         let bad = listed
