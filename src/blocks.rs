@@ -9,8 +9,6 @@
 
 use std::collections::{HashMap, HashSet};
 
-use serde_json::Value;
-
 /// The reverse `dependsOn` edges of the HelmReleases listed.
 #[derive(Debug, Clone, Default)]
 pub struct Dependents {
@@ -23,36 +21,6 @@ pub struct Dependents {
 }
 
 impl Dependents {
-    /// Records the `spec.dependsOn` of one listed HelmRelease (raw list
-    /// item). An entry without a namespace means the dependent's own; an
-    /// entry without a usable name is ignored.
-    pub fn add_item(&mut self, item: &Value) {
-        let Some(entries) = item.pointer("/spec/dependsOn").and_then(Value::as_array) else {
-            return;
-        };
-        let meta = |key: &str| {
-            item.pointer(&format!("/metadata/{key}"))
-                .and_then(Value::as_str)
-        };
-        let (Some(namespace), Some(name)) = (meta("namespace"), meta("name")) else {
-            return;
-        };
-        for entry in entries {
-            let Some(dependency) = entry.get("name").and_then(Value::as_str) else {
-                continue;
-            };
-            if dependency.is_empty() {
-                continue;
-            }
-            let dependency_ns = entry
-                .get("namespace")
-                .and_then(Value::as_str)
-                .filter(|ns| !ns.is_empty())
-                .unwrap_or(namespace);
-            self.add(namespace, name, dependency_ns, dependency);
-        }
-    }
-
     /// `namespace/name` depends on `dependency_ns/dependency`.
     pub fn add(&mut self, namespace: &str, name: &str, dependency_ns: &str, dependency: &str) {
         let from = self.id(namespace, name);
@@ -110,9 +78,25 @@ fn key(namespace: &str, name: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use serde_json::json;
+    use serde::Deserialize as _;
+    use serde_json::{Value, json};
 
     use super::*;
+    use crate::view::decode::{Field, Item, dependencies};
+
+    impl Dependents {
+        /// What the lister records for one item (`kube_io::list`).
+        fn add_item(&mut self, item: &Value) {
+            let Ok(Field::Found(item)) = Field::<Item>::deserialize(item) else {
+                return;
+            };
+            if let Some(item) = dependencies(&item) {
+                for (dependency_ns, dependency) in &item.on {
+                    self.add(item.namespace, item.name, dependency_ns, dependency);
+                }
+            }
+        }
+    }
 
     fn hr(namespace: &str, name: &str, depends_on: Value) -> Value {
         json!({"metadata": {"namespace": namespace, "name": name},

@@ -5,6 +5,7 @@
 use std::fmt;
 use std::time::Duration;
 
+use clap::error::ErrorKind;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::config::{Config, LogFormat, OutputFormat, parse_duration};
@@ -24,55 +25,60 @@ pub struct Cli {
     #[arg(
         long,
         env = "STUCK_HR_THRESHOLD",
+        value_parser = Checked::duration(),
         global = true,
         default_value = "5m",
         value_name = "DURATION",
         allow_hyphen_values = true
     )]
-    pub stuck_threshold: String,
+    pub stuck_threshold: Duration,
 
     /// Guardrail: when more HelmReleases than this need a recovery, act on
     /// none of them and exit 1.
     #[arg(
         long,
         env = "STUCK_HR_MAX_ACTIONS",
+        value_parser = Checked::count(),
         default_value = "10",
         value_name = "N",
         allow_hyphen_values = true
     )]
-    pub max_actions: String,
+    pub max_actions: usize,
 
     /// Pause between suspending and resuming (once for the whole batch).
     #[arg(
         long,
         env = "STUCK_HR_SUSPEND_WAIT",
+        value_parser = Checked::duration(),
         default_value = "5s",
         value_name = "DURATION",
         allow_hyphen_values = true
     )]
-    pub suspend_wait: String,
+    pub suspend_wait: Duration,
 
     /// Minimum time between two corrections of one HelmRelease.
     #[arg(
         long,
         env = "STUCK_HR_COOLDOWN",
+        value_parser = Checked::duration(),
         global = true,
         default_value = "30m",
         value_name = "DURATION",
         allow_hyphen_values = true
     )]
-    pub cooldown: String,
+    pub cooldown: Duration,
 
     /// Deadline for the whole run.
     #[arg(
         long,
         env = "STUCK_HR_TIMEOUT",
+        value_parser = Checked::duration(),
         global = true,
         default_value = "90s",
         value_name = "DURATION",
         allow_hyphen_values = true
     )]
-    pub timeout: String,
+    pub timeout: Duration,
 
     /// Read and decide only (`client`, also the bare flag), or send every
     /// write with dryRun=All (`server`); `none` (or empty) acts for real
@@ -162,9 +168,9 @@ pub enum FormatArg {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UsageError {
     /// The flag, e.g. `--stuck-threshold`.
-    pub flag: &'static str,
+    pub flag: String,
     /// Its environment variable, e.g. `STUCK_HR_THRESHOLD`.
-    pub env: &'static str,
+    pub env: String,
     pub value: String,
     /// What would have been accepted (and, for a selector, what is wrong).
     pub expected: String,
@@ -213,16 +219,16 @@ impl Cli {
             .collect();
         if namespaces.iter().any(String::is_empty) {
             return Err(UsageError {
-                flag: "--namespace",
-                env: "STUCK_HR_NAMESPACES",
+                flag: "--namespace".into(),
+                env: "STUCK_HR_NAMESPACES".into(),
                 value: namespaces.join(","),
                 expected: "namespace names without empty entries".into(),
             });
         }
         if let Some(bad) = namespaces.iter().find(|n| !is_dns1123_label(n)) {
             return Err(UsageError {
-                flag: "--namespace",
-                env: "STUCK_HR_NAMESPACES",
+                flag: "--namespace".into(),
+                env: "STUCK_HR_NAMESPACES".into(),
                 value: bad.clone(),
                 expected: NAMESPACE_FORM.into(),
             });
@@ -235,26 +241,18 @@ impl Cli {
             && let Err(problem) = check_selector(selector)
         {
             return Err(UsageError {
-                flag: "--selector",
-                env: "STUCK_HR_SELECTOR",
+                flag: "--selector".into(),
+                env: "STUCK_HR_SELECTOR".into(),
                 value: selector.clone(),
                 expected: format!("a label selector the API server accepts: {problem}"),
             });
         }
         Ok(Config {
-            stuck_threshold: duration(
-                "--stuck-threshold",
-                "STUCK_HR_THRESHOLD",
-                &self.stuck_threshold,
-            )?,
-            max_actions: count("--max-actions", "STUCK_HR_MAX_ACTIONS", &self.max_actions)?,
-            suspend_wait: duration(
-                "--suspend-wait",
-                "STUCK_HR_SUSPEND_WAIT",
-                &self.suspend_wait,
-            )?,
-            cooldown: duration("--cooldown", "STUCK_HR_COOLDOWN", &self.cooldown)?,
-            timeout: duration("--timeout", "STUCK_HR_TIMEOUT", &self.timeout)?,
+            stuck_threshold: self.stuck_threshold,
+            max_actions: self.max_actions,
+            suspend_wait: self.suspend_wait,
+            cooldown: self.cooldown,
+            timeout: self.timeout,
             dry_run: match self.dry_run {
                 DryRunArg::None => DryRun::None,
                 DryRunArg::Client => DryRun::Client,
@@ -284,8 +282,8 @@ fn events_addr(value: Option<&str>) -> Result<Option<hyper::Uri>, UsageError> {
         Some(addr) => crate::notify::parse_address(addr)
             .map(Some)
             .map_err(|_| UsageError {
-                flag: "--events-addr",
-                env: "STUCK_HR_EVENTS_ADDR",
+                flag: "--events-addr".into(),
+                env: "STUCK_HR_EVENTS_ADDR".into(),
                 value: addr.to_string(),
                 expected: "an http:// URL of notification-controller's event API, such as \
                            http://notification-controller.flux-system.svc.cluster.local./"
@@ -294,29 +292,64 @@ fn events_addr(value: Option<&str>) -> Result<Option<hyper::Uri>, UsageError> {
     }
 }
 
-fn duration(flag: &'static str, env: &'static str, value: &str) -> Result<Duration, UsageError> {
-    parse_duration(value)
-        .filter(|d| !d.is_zero())
-        .ok_or_else(|| UsageError {
-            flag,
-            env,
-            value: value.to_string(),
-            expected: DURATION_FORM.into(),
-        })
+/// A clap value parser whose error names the flag, its environment
+/// variable, the value and the expected form, as [`UsageError`] does.
+#[derive(Clone, Copy)]
+pub struct Checked<T> {
+    parse: fn(&str) -> Option<T>,
+    expected: &'static str,
 }
 
-fn count(flag: &'static str, env: &'static str, value: &str) -> Result<usize, UsageError> {
-    let error = || UsageError {
-        flag,
-        env,
-        value: value.to_string(),
-        expected: COUNT_FORM.into(),
-    };
-    let trimmed = value.trim();
-    if trimmed.is_empty() || !trimmed.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(error());
+impl Checked<Duration> {
+    /// A positive duration (`30s`, `5m`, `1h30m`).
+    pub fn duration() -> Self {
+        Checked {
+            parse: |value| parse_duration(value).filter(|d| !d.is_zero()),
+            expected: DURATION_FORM,
+        }
     }
-    trimmed.parse().map_err(|_| error())
+}
+
+impl Checked<usize> {
+    /// A whole number, 0 or more.
+    pub fn count() -> Self {
+        Checked {
+            parse: |value| {
+                let trimmed = value.trim();
+                let digits = !trimmed.is_empty() && trimmed.bytes().all(|b| b.is_ascii_digit());
+                digits.then(|| trimmed.parse().ok()).flatten()
+            },
+            expected: COUNT_FORM,
+        }
+    }
+}
+
+impl<T: Clone + Send + Sync + 'static> clap::builder::TypedValueParser for Checked<T> {
+    type Value = T;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<T, clap::Error> {
+        let text = value.to_string_lossy();
+        (self.parse)(&text).ok_or_else(|| {
+            let usage = UsageError {
+                flag: arg
+                    .and_then(clap::Arg::get_long)
+                    .map(|long| format!("--{long}"))
+                    .unwrap_or_default(),
+                env: arg
+                    .and_then(clap::Arg::get_env)
+                    .map(|env| env.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
+                value: text.into_owned(),
+                expected: self.expected.to_owned(),
+            };
+            clap::Error::raw(ErrorKind::ValueValidation, format!("{usage}\n")).with_cmd(cmd)
+        })
+    }
 }
 
 /// Subcommands (SPEC §10).

@@ -11,6 +11,7 @@ use std::time::Duration;
 use chrono::{DateTime, TimeDelta, Utc};
 
 use crate::config::{Config, format_duration};
+use crate::failure::Failure;
 use crate::model::{Branch, Reason, annotations};
 use crate::view::{ConditionView, HelmReleaseView, SnapshotView};
 
@@ -59,9 +60,8 @@ pub struct LatestRevision {
 pub enum StorageFact {
     /// The latest revision; `None` means there is no release Secret.
     Latest(Option<LatestRevision>),
-    /// The Secrets could not be listed (error, timeout, forbidden): the
-    /// message says why.
-    Unreadable(String),
+    /// The Secrets could not be listed (error, timeout, forbidden): why.
+    Unreadable(Failure),
 }
 
 /// The revision with the highest numeric `version` label (10 > 9). A
@@ -144,6 +144,9 @@ pub fn decide(
     }
 }
 
+/// What a missing storage fact stands for.
+static NOT_READ: Failure = Failure::NotRead;
+
 /// Helm storage as far as the table knows it.
 #[derive(Debug, Clone, Copy)]
 pub enum Storage<'a> {
@@ -151,8 +154,8 @@ pub enum Storage<'a> {
     NotRead,
     /// Read: the latest revision, `None` when there is no release Secret.
     Latest(Option<&'a LatestRevision>),
-    /// Could not be read; the message says why.
-    Unreadable(&'a str),
+    /// Could not be read: why.
+    Unreadable(&'a Failure),
 }
 
 impl<'a> Storage<'a> {
@@ -161,7 +164,7 @@ impl<'a> Storage<'a> {
         match fact {
             Some(StorageFact::Latest(latest)) => Storage::Latest(latest.as_ref()),
             Some(StorageFact::Unreadable(why)) => Storage::Unreadable(why),
-            None => Storage::Unreadable("not read"),
+            None => Storage::Unreadable(&NOT_READ),
         }
     }
 }

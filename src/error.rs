@@ -5,6 +5,8 @@
 
 use std::fmt;
 
+use crate::failure::Failure;
+
 /// `<namespace>/<name>` of the HelmRelease a step was working on.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ObjectName {
@@ -61,7 +63,7 @@ pub enum Error {
         source: Box<kube::Error>,
     },
     /// The list did not finish before the run's deadline.
-    #[error("list HelmReleases in {scope}: no answer before the run's deadline")]
+    #[error("list HelmReleases in {scope}: {}", Failure::DEADLINE)]
     ListTimedOut { scope: ListScope },
     /// A list page was not a list (no `items` array).
     #[error("list HelmReleases in {scope}: the answer is not a list")]
@@ -152,21 +154,6 @@ impl Error {
         }
     }
 
-    /// The HTTP status of the API answer behind this error, if the server
-    /// answered with one.
-    pub fn status_code(&self) -> Option<u16> {
-        match self.kube_source() {
-            Some(kube::Error::Api(status)) => Some(status.code),
-            _ => None,
-        }
-    }
-
-    /// True when the server refused a write because the object changed
-    /// since the `resourceVersion` it carried (409).
-    pub fn is_conflict(&self) -> bool {
-        self.status_code() == Some(409)
-    }
-
     /// The step, then every cause, joined by `: ` — the form used in the
     /// report's `error` field and in log lines. An API answer is shown as
     /// its message and `(code reason)`; a cause whose text is already shown
@@ -194,14 +181,11 @@ impl Error {
         }
         out
     }
-}
 
-/// A kube error worth retrying: the server or the connection, not the request.
-pub fn is_transient(error: &kube::Error) -> bool {
-    match error {
-        kube::Error::Api(status) => matches!(status.code, 409 | 429 | 500..=599),
-        kube::Error::HyperError(_) | kube::Error::Service(_) => true,
-        _ => false,
+    /// This error as a failure cause ([`Failure::Step`]), for the report,
+    /// Events and logs.
+    pub fn failure(&self) -> Failure {
+        Failure::Step(self.chain())
     }
 }
 
@@ -233,17 +217,5 @@ mod tests {
             err.chain(),
             "patch status of HelmRelease apps/web: nope (500 Conflict)"
         );
-    }
-
-    #[test]
-    fn conflict_is_detected_from_the_status_code() {
-        let err = Error::Suspend {
-            object: ObjectName::new("a", "b"),
-            source: Box::new(api_error(409)),
-        };
-        assert!(err.is_conflict());
-        assert!(is_transient(&api_error(409)));
-        assert!(is_transient(&api_error(503)));
-        assert!(!is_transient(&api_error(403)));
     }
 }

@@ -1,8 +1,8 @@
 //! `stuck-hr-recovery explain <namespace>/<name>` (SPEC §10): why one
 //! HelmRelease gets its outcome.
 //!
-//! Reads that one HelmRelease (and its Helm storage only when the decision
-//! needs it, as a run would), walks [`TABLE`](crate::decide::TABLE) — the
+//! Pure: given that one HelmRelease (and its Helm storage only when the
+//! decision needs it, read by the `explain` handler in `app` as a run would), walks [`TABLE`](crate::decide::TABLE) — the
 //! same rows [`decide`](crate::decide::decide) walks — and shows every row
 //! tried with its check, the outcome, and for an action the JSON patches a
 //! run would send now. It never writes.
@@ -14,16 +14,14 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::config::Config;
-use crate::decide::{Facts, LatestRevision, ReleaseRef, Storage, StorageFact, Walked, walk};
-use crate::error::Error;
-use crate::execute::correct_status::{annotation_patch, status_patch};
-use crate::execute::repair::clear_marker_patch;
-use crate::execute::toggle_suspend::{resume_patch, suspend_patch};
-use crate::execute::write::with_resource_version as rv;
-use crate::exit::ExitCode;
-use crate::kube_io::{self, HelmReleases, ListFailure, storage};
-use crate::model::{Branch, DryRun, Reason, annotations};
-use crate::view::{HelmReleaseView, MalformedObject};
+use crate::decide::{Facts, LatestRevision, Storage, StorageFact, Walked, walk};
+use crate::failure::Failure;
+use crate::model::{Branch, Reason, annotations};
+use crate::patches::with_resource_version as rv;
+use crate::patches::{
+    annotation_patch, clear_marker_patch, resume_patch, status_patch, suspend_patch,
+};
+use crate::view::HelmReleaseView;
 
 /// Stands for the `resourceVersion` a patch takes from the answer to the
 /// patch before it, which `explain` cannot know.
@@ -176,7 +174,7 @@ pub fn explain(
         Walked::NeedsStorage => {
             return explain(
                 view,
-                Some(&StorageFact::Unreadable("not read".to_string())),
+                Some(&StorageFact::Unreadable(Failure::NotRead)),
                 now,
                 config,
             );
@@ -273,7 +271,7 @@ fn facts_record(
             Some(StorageFact::Unreadable(why)) => HelmStorageFact {
                 read: true,
                 latest: None,
-                error: Some(why.clone()),
+                error: Some(why.to_string()),
             },
         },
         annotations: AnnotationFacts {
@@ -281,107 +279,6 @@ fn facts_record(
             suspended_at: annotation(annotations::SUSPENDED_AT),
             toggled_at: annotation(annotations::TOGGLED_AT),
         },
-    }
-}
-
-/// Why `explain` could not explain.
-#[derive(Debug, thiserror::Error)]
-pub enum ExplainError {
-    /// The HelmRelease does not exist. Exit 4.
-    #[error(
-        "HelmRelease {namespace}/{name} not found: check the namespace and name \
-         (kubectl get helmreleases.helm.toolkit.fluxcd.io -n {namespace})"
-    )]
-    NotFound { namespace: String, name: String },
-    /// It could not be read. Exit 4.
-    #[error("could not read HelmRelease {namespace}/{name} ({failure}): {hint}")]
-    Read {
-        namespace: String,
-        name: String,
-        failure: ListFailure,
-        hint: &'static str,
-        #[source]
-        source: Error,
-    },
-    /// It could not be read into a view. Exit 3.
-    #[error(transparent)]
-    Malformed(MalformedObject),
-}
-
-impl ExplainError {
-    pub fn exit(&self) -> ExitCode {
-        match self {
-            ExplainError::NotFound { .. } | ExplainError::Read { .. } => ExitCode::ListFailed,
-            ExplainError::Malformed(_) => ExitCode::ActionsFailed,
-        }
-    }
-}
-
-/// Reads the HelmRelease (and its Helm storage when the decision needs it)
-/// and explains it, all within `--timeout`. Never writes.
-///
-/// # Errors
-/// [`ExplainError`]: not found, unreadable (with what to check), malformed.
-pub async fn run_explain(config: &Config, target: &Target) -> Result<Explanation, ExplainError> {
-    let read_error = |source: Error| ExplainError::Read {
-        namespace: target.namespace.clone(),
-        name: target.name.clone(),
-        failure: ListFailure::of(&source),
-        hint: ListFailure::of(&source).hint(),
-        source,
-    };
-    let deadline = tokio::time::Instant::now() + config.timeout;
-    let timed_out = || {
-        read_error(Error::ListTimedOut {
-            scope: crate::error::ListScope::Namespace(target.namespace.clone()),
-        })
-    };
-    let client = tokio::time::timeout_at(
-        deadline,
-        kube_io::connect(config.kubeconfig.as_deref(), config.context.as_deref()),
-    )
-    .await
-    .map_err(|_| timed_out())?
-    .map_err(read_error)?
-    .read;
-    // Client dry run: explain never writes.
-    let api = HelmReleases::new(client.clone(), DryRun::Client);
-    let json = match tokio::time::timeout_at(deadline, api.get(&target.namespace, &target.name))
-        .await
-        .map_err(|_| timed_out())?
-    {
-        Ok(json) => json,
-        Err(kube::Error::Api(status)) if status.code == 404 => {
-            return Err(ExplainError::NotFound {
-                namespace: target.namespace.clone(),
-                name: target.name.clone(),
-            });
-        }
-        Err(source) => {
-            return Err(read_error(Error::ReadHelmRelease {
-                object: crate::error::ObjectName::new(&target.namespace, &target.name),
-                source: Box::new(source),
-            }));
-        }
-    };
-    let view = HelmReleaseView::from_json(&json).map_err(ExplainError::Malformed)?;
-    let now = Utc::now();
-    let fact = match crate::decide::storage_needed(&view, now, config) {
-        None => None,
-        Some(release) => Some(read_storage(&client, &release, deadline).await),
-    };
-    Ok(explain(&view, fact.as_ref(), now, config))
-}
-
-async fn read_storage(
-    client: &kube::Client,
-    release: &ReleaseRef,
-    deadline: tokio::time::Instant,
-) -> StorageFact {
-    match tokio::time::timeout_at(deadline, storage::latest(client, release)).await {
-        Ok(Ok(fact)) => fact,
-        Ok(Err(error)) => StorageFact::Unreadable(error.chain()),
-        Err(_) => StorageFact::Unreadable("no answer before the deadline (--timeout)".to_string()),
     }
 }
 

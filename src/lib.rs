@@ -6,6 +6,7 @@
 //! guardrail without a client, clock or logger, the executor acts, [`report`]
 //! renders the result.
 
+pub mod app;
 pub mod blocks;
 pub mod cli;
 pub mod config;
@@ -14,10 +15,14 @@ pub mod error;
 pub mod execute;
 pub mod exit;
 pub mod explain;
+pub mod failure;
+pub mod interrupt;
 pub mod kube_io;
 pub mod label_selector;
+pub mod layers;
 pub mod model;
 pub mod notify;
+pub mod patches;
 pub mod plan;
 pub mod report;
 pub mod run;

@@ -6,7 +6,8 @@
 
 use std::fmt;
 
-use serde::{Serialize, Serializer};
+use serde::de::Error as _;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// Why a HelmRelease got the outcome it got: one variant per row of the
 /// decision table in SPEC §3, in table order, plus `Malformed` for an object
@@ -148,6 +149,14 @@ pub enum Branch {
 }
 
 impl Branch {
+    /// Every branch.
+    pub const ALL: [Branch; 4] = [
+        Branch::CorrectStatus,
+        Branch::ToggleSuspend,
+        Branch::Resume,
+        Branch::ClearMarker,
+    ];
+
     /// The branch name used in the report.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -186,6 +195,14 @@ pub enum ActionResult {
 }
 
 impl ActionResult {
+    /// Every result.
+    pub const ALL: [ActionResult; 4] = [
+        ActionResult::Planned,
+        ActionResult::Succeeded,
+        ActionResult::Failed,
+        ActionResult::RolledBack,
+    ];
+
     /// The result name used in the report.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -216,6 +233,9 @@ pub enum DryRun {
 }
 
 impl DryRun {
+    /// Every mode.
+    pub const ALL: [DryRun; 3] = [DryRun::None, DryRun::Client, DryRun::Server];
+
     /// The mode name used in flags and the report.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -233,18 +253,28 @@ impl fmt::Display for DryRun {
 }
 
 /// Every vocabulary enum serializes as its stable code, the same text as its
-/// `Display`.
-macro_rules! serialize_as_str {
+/// `Display`, and reads back from it (so tests assert typed reports).
+macro_rules! serde_as_str {
     ($($t:ty),*) => {$(
         impl Serialize for $t {
             fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
                 serializer.serialize_str(self.as_str())
             }
         }
+
+        impl<'de> Deserialize<'de> for $t {
+            fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                let code = String::deserialize(deserializer)?;
+                <$t>::ALL
+                    .into_iter()
+                    .find(|v| v.as_str() == code)
+                    .ok_or_else(|| D::Error::custom(format!("unknown code {code:?}")))
+            }
+        }
     )*};
 }
 
-serialize_as_str!(Reason, Branch, ActionResult, DryRun);
+serde_as_str!(Reason, Branch, ActionResult, DryRun);
 
 /// Annotation keys and values this tool owns or sets.
 pub mod annotations {

@@ -1,7 +1,7 @@
 //! Every decision of a run plus the guardrail verdict, computed before any
 //! write. Pure: no client, clock or logger in scope.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
 use chrono::{DateTime, Utc};
 
@@ -9,23 +9,11 @@ use crate::blocks::Dependents;
 use crate::config::Config;
 use crate::decide::{Decision, ReleaseRef, StorageFact, decide, storage_needed};
 use crate::model::Reason;
-use crate::view::{HelmReleaseView, MalformedObject};
+pub use crate::view::Candidate;
+use crate::view::HelmReleaseView;
 
 /// Shown when a malformed object has no readable namespace or name.
 const UNKNOWN: &str = "<unknown>";
-
-/// One listed item, as the lister hands it over.
-#[derive(Debug, Clone)]
-#[allow(
-    clippy::large_enum_variant,
-    reason = "a view is the common case; malformed is rare"
-)]
-pub enum Candidate {
-    /// An object read into a view.
-    View(HelmReleaseView),
-    /// An object that could not be read: planned as a `malformed` skip.
-    Malformed(MalformedObject),
-}
 
 /// The decision for one HelmRelease.
 #[derive(Debug, Clone)]
@@ -119,6 +107,29 @@ pub fn plan(
         items,
         guardrail: Guardrail::new(candidates, config.max_actions),
     }
+}
+
+/// Whether the lister keeps a listed view for planning: everything but
+/// `ready`, which never depends on Helm storage, so it is decided here
+/// without it and dropped (memory grows with the unhealthy HelmReleases,
+/// not with the cluster). Handed to [`crate::kube_io::list_helmreleases`].
+pub fn worth_keeping(now: DateTime<Utc>, config: &Config) -> impl Fn(&HelmReleaseView) -> bool {
+    move |view| decide(view, None, now, config).reason != Reason::Ready
+}
+
+/// The releases whose Helm storage the candidates need, each once.
+pub fn releases_needed(
+    candidates: &[Candidate],
+    now: DateTime<Utc>,
+    config: &Config,
+) -> BTreeSet<ReleaseRef> {
+    candidates
+        .iter()
+        .filter_map(|candidate| match candidate {
+            Candidate::View(view) => storage_needed(view, now, config),
+            Candidate::Malformed(_) => None,
+        })
+        .collect()
 }
 
 impl Plan {

@@ -4,15 +4,16 @@
 
 use std::fmt::Write as _;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::config::{Config, format_duration};
 use crate::exit::ExitCode;
+use crate::failure::Failure;
 use crate::model::{ActionResult, Branch, DryRun, Reason};
 use crate::plan::{Guardrail, Plan};
 
 /// One action and what became of it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ActionRecord {
     pub namespace: String,
@@ -27,7 +28,7 @@ pub struct ActionRecord {
 }
 
 /// One listed skip (every skip except `ready`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SkipRecord {
     pub namespace: String,
@@ -38,7 +39,7 @@ pub struct SkipRecord {
 }
 
 /// The summary counts (SPEC §7).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Counts {
     /// HelmReleases read.
@@ -55,7 +56,7 @@ pub struct Counts {
 
 /// The configuration as the report shows it: durations as the flags accept
 /// them.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ConfigSummary {
     pub stuck_threshold: String,
@@ -82,7 +83,7 @@ impl From<&Config> for ConfigSummary {
 }
 
 /// The guardrail as the report shows it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct GuardrailSummary {
     pub tripped: bool,
@@ -101,7 +102,7 @@ impl From<Guardrail> for GuardrailSummary {
 }
 
 /// The whole report.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Report {
     pub dry_run: DryRun,
@@ -177,11 +178,11 @@ impl Report {
         namespace: &str,
         name: &str,
         result: ActionResult,
-        error: Option<String>,
+        error: Option<Failure>,
     ) {
         if let Some(a) = self.action_mut(namespace, name) {
             a.result = result;
-            a.error = error;
+            a.error = error.map(|failure| failure.to_string());
         }
     }
 

@@ -7,90 +7,18 @@
 //! SIGTERM/SIGINT start nothing new; what this run suspended is resumed; the
 //! report says what is known and the exit code is 143/130.
 
-use std::sync::{Arc, OnceLock};
-
 use chrono::Utc;
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::error::{Error, ListScope};
 use crate::execute::Executor;
 use crate::exit::ExitCode;
+use crate::interrupt::Interrupt;
 use crate::kube_io::{self, HelmReleases, ListFailure, Listed};
 use crate::model::{DryRun, Reason};
-use crate::plan::{Plan, plan};
+use crate::plan::{Plan, plan, releases_needed, worth_keeping};
 use crate::report::Report;
-
-/// The first SIGTERM/SIGINT of the run, and the token that tells every part
-/// of the run to start nothing new.
-#[derive(Clone, Default)]
-pub struct Interrupt {
-    token: CancellationToken,
-    signal: Arc<OnceLock<(ExitCode, Instant)>>,
-}
-
-impl Interrupt {
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Records a signal (the first one wins) and cancels the run.
-    pub fn trigger(&self, code: ExitCode) {
-        let _ = self.signal.set((code, Instant::now()));
-        self.token.cancel();
-    }
-
-    /// The exit code of the signal received, if any.
-    pub fn signal(&self) -> Option<ExitCode> {
-        self.signal.get().map(|(code, _)| *code)
-    }
-
-    /// When the first signal arrived, if one did.
-    pub fn signalled_at(&self) -> Option<Instant> {
-        self.signal.get().map(|(_, at)| *at)
-    }
-
-    pub fn token(&self) -> CancellationToken {
-        self.token.clone()
-    }
-
-    /// Listens for SIGTERM and SIGINT in the background. The first signal
-    /// cancels the run (what this run suspended is still resumed, for at
-    /// most [`crate::execute::SIGNAL_BUDGET`]); a second one, of either
-    /// kind, ends the process at once with its own exit code — what is left
-    /// suspended is healed by the next run (`interrupted-toggle`).
-    pub fn listen(&self) {
-        use tokio::signal::unix::{SignalKind, signal};
-        for (kind, code) in [
-            (SignalKind::terminate(), ExitCode::Terminated),
-            (SignalKind::interrupt(), ExitCode::Interrupted),
-        ] {
-            match signal(kind) {
-                Ok(mut stream) => {
-                    let this = self.clone();
-                    tokio::spawn(async move {
-                        while stream.recv().await.is_some() {
-                            if this.signal().is_some() {
-                                tracing::warn!(
-                                    exit_code = code.code(),
-                                    "second signal: stopping at once; the next run resumes what is left suspended"
-                                );
-                                std::process::exit(code.code());
-                            }
-                            tracing::warn!(
-                                exit_code = code.code(),
-                                "signal received: starting nothing new, resuming what this run suspended"
-                            );
-                            this.trigger(code);
-                        }
-                    });
-                }
-                Err(error) => tracing::warn!(%error, "cannot listen for a signal"),
-            }
-        }
-    }
-}
 
 /// Connects and runs; every failure ends up in the report's exit code.
 pub async fn run(config: &Config, interrupt: &Interrupt) -> Report {
@@ -126,9 +54,16 @@ pub async fn run_with_client(
     let cancel = interrupt.token();
 
     let mut listed = Listed::default();
+    let keep = worth_keeping(now, config);
     let listing = tokio::time::timeout_at(
         deadline,
-        kube_io::list_helmreleases(&api, now, config, &mut listed),
+        kube_io::list_helmreleases(
+            &api,
+            &config.namespaces,
+            config.selector.as_deref(),
+            &keep,
+            &mut listed,
+        ),
     );
     let outcome = tokio::select! {
         listing = listing => Some(listing),
@@ -151,7 +86,7 @@ pub async fn run_with_client(
         "HelmReleases listed"
     );
 
-    let needed = kube_io::releases_needed(&listed.candidates, now, config);
+    let needed = releases_needed(&listed.candidates, now, config);
     tracing::debug!(releases = needed.len(), "reading Helm storage");
     let facts = tokio::select! {
         facts = kube_io::read_storage(&client, needed, deadline) => facts,
@@ -189,7 +124,7 @@ fn list_failed(error: &Error, scanned: usize, config: &Config, interrupt: &Inter
     let failure = ListFailure::of(error);
     tracing::error!(
         failure = %failure,
-        error = %error.chain(),
+        error = %error.failure(),
         "could not list HelmReleases ({failure}): nothing was acted on; {}",
         failure.hint()
     );

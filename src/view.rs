@@ -9,8 +9,14 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use serde_json::{Map, Value};
+use serde::Deserialize as _;
+use serde_json::Value;
 use sha2::{Digest, Sha256};
+
+pub use decode::{Field, Item};
+use decode::{Spec, Status};
+
+pub mod decode;
 
 /// Helm's limit on release names; longer names are shortened like
 /// helm-controller does.
@@ -104,28 +110,88 @@ impl fmt::Display for MalformedObject {
 
 impl std::error::Error for MalformedObject {}
 
+/// One listed item, as the lister hands it over.
+#[derive(Debug, Clone)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "a view is the common case; malformed is rare"
+)]
+pub enum Candidate {
+    /// An object read into a view.
+    View(HelmReleaseView),
+    /// An object that could not be read: planned as a `malformed` skip.
+    Malformed(MalformedObject),
+}
+
 impl HelmReleaseView {
-    /// Builds a view from the JSON of one list item.
+    /// Builds a view from the JSON of one object (a re-read, `explain`).
+    ///
+    /// # Errors
+    /// As [`HelmReleaseView::from_item`].
+    pub fn from_json(item: &Value) -> Result<HelmReleaseView, MalformedObject> {
+        match Field::<Item>::deserialize(item) {
+            Ok(item) => HelmReleaseView::from_item(item),
+            // Unreachable for a `Value` (every JSON type is accepted), but
+            // an error is a malformed object, never a panic.
+            Err(error) => Err(Ctx::default().err(error.to_string())),
+        }
+    }
+
+    /// Reads the text of one list item straight into its view, without
+    /// building what the view does not read.
+    ///
+    /// # Errors
+    /// As [`HelmReleaseView::from_item`]; text serde cannot read at all (a
+    /// field given twice) names the spot (`serde_path_to_error`).
+    pub fn from_text(text: &str) -> (Result<HelmReleaseView, MalformedObject>, Item) {
+        match serde_json::from_str::<Field<Item>>(text) {
+            Ok(Field::Found(item)) => {
+                let view = HelmReleaseView::from_found(&item);
+                (view, item)
+            }
+            Ok(other) => (HelmReleaseView::from_item(other), Item::default()),
+            Err(_) => {
+                let mut json = serde_json::Deserializer::from_str(text);
+                let problem = match serde_path_to_error::deserialize::<_, Field<Item>>(&mut json) {
+                    Err(error) if error.path().to_string() != "." => {
+                        format!("{} cannot be read: {}", error.path(), error.inner())
+                    }
+                    Err(error) => format!("the item cannot be read: {}", error.inner()),
+                    Ok(_) => "the item cannot be read".to_owned(),
+                };
+                (Err(Ctx::default().err(problem)), Item::default())
+            }
+        }
+    }
+
+    /// Builds a view from one object as decoded ([`decode`]).
     ///
     /// # Errors
     /// [`MalformedObject`] when the item is not an object, `metadata.name`,
     /// `metadata.namespace` or `metadata.resourceVersion` is missing, or any
     /// field read here has the wrong JSON type. Odd timestamps are not errors.
-    pub fn from_json(item: &Value) -> Result<HelmReleaseView, MalformedObject> {
-        let mut ctx = Ctx {
-            namespace: None,
-            name: None,
-        };
-        let root = item
-            .as_object()
-            .ok_or_else(|| ctx.err(format!("the item is {}, expected an object", kind(item))))?;
-        let meta = ctx.object(root, "metadata", "metadata")?;
-        let Some(meta) = meta else {
-            return Err(ctx.err("metadata is missing".to_string()));
+    pub fn from_item(item: Field<Item>) -> Result<HelmReleaseView, MalformedObject> {
+        match item {
+            Field::Found(item) => HelmReleaseView::from_found(&item),
+            Field::Wrong(kind) => {
+                Err(Ctx::default().err(format!("the item is {kind}, expected an object")))
+            }
+            Field::Absent => {
+                Err(Ctx::default().err("the item is null, expected an object".to_owned()))
+            }
+        }
+    }
+
+    fn from_found(item: &Item) -> Result<HelmReleaseView, MalformedObject> {
+        let mut ctx = Ctx::default();
+        let meta = match &item.metadata {
+            Field::Found(meta) => meta,
+            Field::Absent => return Err(ctx.err("metadata is missing".to_string())),
+            Field::Wrong(kind) => return Err(ctx.wrong("metadata", kind, "an object")),
         };
         // Read the identity first so every later error names the object.
-        ctx.namespace = ctx.string(meta, "namespace", "metadata.namespace")?;
-        ctx.name = ctx.string(meta, "name", "metadata.name")?;
+        ctx.namespace = ctx.string(&meta.namespace, "metadata.namespace")?;
+        ctx.name = ctx.string(&meta.name, "metadata.name")?;
         let name = match &ctx.name {
             Some(n) if !n.is_empty() => n.clone(),
             _ => return Err(ctx.err("metadata.name is missing or empty".to_string())),
@@ -135,121 +201,104 @@ impl HelmReleaseView {
             _ => return Err(ctx.err("metadata.namespace is missing or empty".to_string())),
         };
         let resource_version =
-            match ctx.string(meta, "resourceVersion", "metadata.resourceVersion")? {
+            match ctx.string(&meta.resource_version, "metadata.resourceVersion")? {
                 Some(rv) if !rv.is_empty() => rv,
                 _ => {
                     return Err(ctx.err("metadata.resourceVersion is missing or empty".to_string()));
                 }
             };
-        let uid = ctx.string(meta, "uid", "metadata.uid")?;
-        let generation = ctx.int(meta, "generation", "metadata.generation")?;
-        let deleting = meta.get("deletionTimestamp").is_some_and(|v| !v.is_null());
+        let uid = ctx.string(&meta.uid, "metadata.uid")?;
+        let generation = ctx.int(&meta.generation, "metadata.generation")?;
+        let deleting = matches!(meta.deletion_timestamp, Field::Found(_) | Field::Wrong(_));
         let mut annotations = BTreeMap::new();
-        if let Some(map) = ctx.object(meta, "annotations", "metadata.annotations")? {
-            for (key, value) in map {
-                match value {
-                    Value::String(s) => {
-                        annotations.insert(key.clone(), s.clone());
-                    }
-                    Value::Null => {}
-                    other => {
-                        return Err(ctx.err(format!(
-                            "metadata.annotations[{}] is {}, expected a string",
-                            quote(key),
-                            kind(other)
-                        )));
+        match &meta.annotations {
+            Field::Absent => {}
+            Field::Wrong(kind) => {
+                return Err(ctx.wrong("metadata.annotations", kind, "an object"));
+            }
+            Field::Found(map) => {
+                for (key, value) in map {
+                    match value {
+                        Field::Found(s) => {
+                            annotations.insert(key.clone(), s.clone());
+                        }
+                        Field::Absent => {}
+                        Field::Wrong(kind) => {
+                            return Err(ctx.err(format!(
+                                "metadata.annotations[{}] is {kind}, expected a string",
+                                quote(key)
+                            )));
+                        }
                     }
                 }
             }
         }
 
-        let spec = ctx.object(root, "spec", "spec")?;
-        let empty = Map::new();
-        let spec = spec.unwrap_or(&empty);
-        let suspend = ctx.bool(spec, "suspend", "spec.suspend")?.unwrap_or(false);
-        let spec_release_name = non_empty(ctx.string(spec, "releaseName", "spec.releaseName")?);
+        let no_spec = Spec::default();
+        let spec = match &item.spec {
+            Field::Found(spec) => spec,
+            Field::Absent => &no_spec,
+            Field::Wrong(kind) => return Err(ctx.wrong("spec", kind, "an object")),
+        };
+        let suspend = match spec.suspend {
+            Field::Found(b) => b,
+            Field::Absent => false,
+            Field::Wrong(kind) => return Err(ctx.wrong("spec.suspend", kind, "true or false")),
+        };
+        let spec_release_name = non_empty(ctx.string(&spec.release_name, "spec.releaseName")?);
         let target_namespace =
-            non_empty(ctx.string(spec, "targetNamespace", "spec.targetNamespace")?);
+            non_empty(ctx.string(&spec.target_namespace, "spec.targetNamespace")?);
         let spec_storage_namespace =
-            non_empty(ctx.string(spec, "storageNamespace", "spec.storageNamespace")?);
+            non_empty(ctx.string(&spec.storage_namespace, "spec.storageNamespace")?);
 
-        let status = ctx.object(root, "status", "status")?.unwrap_or(&empty);
+        let no_status = Status::default();
+        let status = match &item.status {
+            Field::Found(status) => status,
+            Field::Absent => &no_status,
+            Field::Wrong(kind) => return Err(ctx.wrong("status", kind, "an object")),
+        };
         let status_storage_namespace =
-            non_empty(ctx.string(status, "storageNamespace", "status.storageNamespace")?);
+            non_empty(ctx.string(&status.storage_namespace, "status.storageNamespace")?);
         let last_attempted_generation = ctx.int(
-            status,
-            "lastAttemptedGeneration",
+            &status.last_attempted_generation,
             "status.lastAttemptedGeneration",
         )?;
         let observed_generation =
-            ctx.int(status, "observedGeneration", "status.observedGeneration")?;
+            ctx.int(&status.observed_generation, "status.observedGeneration")?;
 
-        let conditions_raw = ctx
-            .array(status, "conditions", "status.conditions")?
-            .cloned()
-            .unwrap_or_default();
+        let conditions_raw = match &status.conditions {
+            Field::Found(list) => list.clone(),
+            Field::Absent => Vec::new(),
+            Field::Wrong(kind) => return Err(ctx.wrong("status.conditions", kind, "a list")),
+        };
         let mut conditions = Vec::with_capacity(conditions_raw.len());
         for (i, raw) in conditions_raw.iter().enumerate() {
-            let path = format!("status.conditions[{i}]");
-            let Some(c) = raw.as_object() else {
-                return Err(ctx.err(format!("{path} is {}, expected an object", kind(raw))));
-            };
-            let type_ = match ctx.string(c, "type", &format!("{path}.type"))? {
-                Some(t) if !t.is_empty() => t,
-                _ => return Err(ctx.err(format!("{path}.type is missing or empty"))),
-            };
-            // The CRD allows exactly these three; anything else is a corrupt
-            // object, never something to act on.
-            let status = match ctx.string(c, "status", &format!("{path}.status"))? {
-                Some(s) if matches!(s.as_str(), "True" | "False" | "Unknown") => s,
-                other => {
-                    return Err(ctx.err(format!(
-                        "{path}.status is {}, expected True, False or Unknown",
-                        other
-                            .as_deref()
-                            .map_or_else(|| "missing".to_string(), quote)
-                    )));
-                }
-            };
-            conditions.push(ConditionView {
-                type_,
-                status,
-                reason: ctx.string(c, "reason", &format!("{path}.reason"))?,
-                message: ctx.string(c, "message", &format!("{path}.message"))?,
-                // A timestamp of the wrong type is an odd timestamp, not a
-                // malformed object: deciding reports `bad-timestamp`.
-                last_transition_time: c
-                    .get("lastTransitionTime")
-                    .and_then(Value::as_str)
-                    .map(str::to_string),
-                observed_generation: ctx.int(
-                    c,
-                    "observedGeneration",
-                    &format!("{path}.observedGeneration"),
-                )?,
-            });
+            conditions.push(ctx.condition(i, raw)?);
         }
 
         let mut history = Vec::new();
-        if let Some(entries) = ctx.array(status, "history", "status.history")? {
-            for (i, raw) in entries.iter().enumerate() {
-                let path = format!("status.history[{i}]");
-                let Some(s) = raw.as_object() else {
-                    return Err(ctx.err(format!("{path} is {}, expected an object", kind(raw))));
-                };
-                history.push(SnapshotView {
-                    version: ctx.int(s, "version", &format!("{path}.version"))?,
-                    status: ctx.string(s, "status", &format!("{path}.status"))?,
-                    action: ctx.string(s, "action", &format!("{path}.action"))?,
-                    chart_name: ctx.string(s, "chartName", &format!("{path}.chartName"))?,
-                    chart_version: ctx.string(
-                        s,
-                        "chartVersion",
-                        &format!("{path}.chartVersion"),
-                    )?,
-                    name: ctx.string(s, "name", &format!("{path}.name"))?,
-                    namespace: ctx.string(s, "namespace", &format!("{path}.namespace"))?,
-                });
+        match &status.history {
+            Field::Absent => {}
+            Field::Wrong(kind) => return Err(ctx.wrong("status.history", kind, "a list")),
+            Field::Found(entries) => {
+                for (i, entry) in entries.iter().enumerate() {
+                    let path = format!("status.history[{i}]");
+                    let s = match entry {
+                        Field::Found(s) => s,
+                        Field::Absent => return Err(ctx.wrong(&path, "null", "an object")),
+                        Field::Wrong(kind) => return Err(ctx.wrong(&path, kind, "an object")),
+                    };
+                    history.push(SnapshotView {
+                        version: ctx.int(&s.version, &format!("{path}.version"))?,
+                        status: ctx.string(&s.status, &format!("{path}.status"))?,
+                        action: ctx.string(&s.action, &format!("{path}.action"))?,
+                        chart_name: ctx.string(&s.chart_name, &format!("{path}.chartName"))?,
+                        chart_version: ctx
+                            .string(&s.chart_version, &format!("{path}.chartVersion"))?,
+                        name: ctx.string(&s.name, &format!("{path}.name"))?,
+                        namespace: ctx.string(&s.namespace, &format!("{path}.namespace"))?,
+                    });
+                }
             }
         }
 
@@ -359,8 +408,9 @@ fn quote(s: &str) -> String {
     format!("{:?}… ({} bytes)", prefix(s, QUOTE_MAX), s.len())
 }
 
-/// Typed field access that turns a wrong type into a [`MalformedObject`]
-/// naming the object read so far.
+/// Turns a wrong type into a [`MalformedObject`] naming the object read so
+/// far.
+#[derive(Default)]
 struct Ctx {
     namespace: Option<String>,
     name: Option<String>,
@@ -375,76 +425,82 @@ impl Ctx {
         }
     }
 
-    fn wrong(&self, path: &str, v: &Value, expected: &str) -> MalformedObject {
-        self.err(format!("{path} is {}, expected {expected}", kind(v)))
+    fn wrong(&self, path: &str, kind: &str, expected: &str) -> MalformedObject {
+        self.err(format!("{path} is {kind}, expected {expected}"))
     }
 
-    fn object<'a>(
-        &self,
-        m: &'a Map<String, Value>,
-        key: &str,
-        path: &str,
-    ) -> Result<Option<&'a Map<String, Value>>, MalformedObject> {
-        match m.get(key) {
-            None | Some(Value::Null) => Ok(None),
-            Some(Value::Object(o)) => Ok(Some(o)),
-            Some(v) => Err(self.wrong(path, v, "an object")),
+    fn string(&self, field: &Field<String>, path: &str) -> Result<Option<String>, MalformedObject> {
+        match field {
+            Field::Absent => Ok(None),
+            Field::Found(s) => Ok(Some(s.clone())),
+            Field::Wrong(kind) => Err(self.wrong(path, kind, "a string")),
         }
     }
 
-    fn array<'a>(
-        &self,
-        m: &'a Map<String, Value>,
-        key: &str,
-        path: &str,
-    ) -> Result<Option<&'a Vec<Value>>, MalformedObject> {
-        match m.get(key) {
-            None | Some(Value::Null) => Ok(None),
-            Some(Value::Array(a)) => Ok(Some(a)),
-            Some(v) => Err(self.wrong(path, v, "a list")),
+    fn int(&self, field: &Field<i64>, path: &str) -> Result<Option<i64>, MalformedObject> {
+        match field {
+            Field::Absent => Ok(None),
+            Field::Found(n) => Ok(Some(*n)),
+            Field::Wrong(kind) => Err(self.wrong(path, kind, "a whole number")),
         }
     }
 
-    fn string(
-        &self,
-        m: &Map<String, Value>,
-        key: &str,
-        path: &str,
-    ) -> Result<Option<String>, MalformedObject> {
-        match m.get(key) {
-            None | Some(Value::Null) => Ok(None),
-            Some(Value::String(s)) => Ok(Some(s.clone())),
-            Some(v) => Err(self.wrong(path, v, "a string")),
-        }
+    /// One entry of `status.conditions`, kept raw for the status patch.
+    fn condition(&self, i: usize, raw: &Value) -> Result<ConditionView, MalformedObject> {
+        let path = format!("status.conditions[{i}]");
+        let c = match Field::<Condition>::deserialize(raw) {
+            Ok(Field::Found(c)) => c,
+            _ => return Err(self.wrong(&path, kind(raw), "an object")),
+        };
+        let type_ = match self.string(&c.type_, &format!("{path}.type"))? {
+            Some(t) if !t.is_empty() => t,
+            _ => return Err(self.err(format!("{path}.type is missing or empty"))),
+        };
+        // The CRD allows exactly these three; anything else is a corrupt
+        // object, never something to act on.
+        let status = match self.string(&c.status, &format!("{path}.status"))? {
+            Some(s) if matches!(s.as_str(), "True" | "False" | "Unknown") => s,
+            other => {
+                return Err(self.err(format!(
+                    "{path}.status is {}, expected True, False or Unknown",
+                    other
+                        .as_deref()
+                        .map_or_else(|| "missing".to_string(), quote)
+                )));
+            }
+        };
+        Ok(ConditionView {
+            type_,
+            status,
+            reason: self.string(&c.reason, &format!("{path}.reason"))?,
+            message: self.string(&c.message, &format!("{path}.message"))?,
+            // A timestamp of the wrong type is an odd timestamp, not a
+            // malformed object: deciding reports `bad-timestamp`.
+            last_transition_time: c.last_transition_time.found(),
+            observed_generation: self.int(
+                &c.observed_generation,
+                &format!("{path}.observedGeneration"),
+            )?,
+        })
     }
+}
 
-    fn int(
-        &self,
-        m: &Map<String, Value>,
-        key: &str,
-        path: &str,
-    ) -> Result<Option<i64>, MalformedObject> {
-        match m.get(key) {
-            None | Some(Value::Null) => Ok(None),
-            Some(v @ Value::Number(n)) => n
-                .as_i64()
-                .map(Some)
-                .ok_or_else(|| self.wrong(path, v, "a whole number")),
-            Some(v) => Err(self.wrong(path, v, "a whole number")),
-        }
-    }
+/// One entry of `status.conditions`, as far as the view reads it.
+#[derive(Default, serde::Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+struct Condition {
+    #[serde(rename = "type")]
+    type_: Field<String>,
+    status: Field<String>,
+    reason: Field<String>,
+    message: Field<String>,
+    last_transition_time: Field<String>,
+    observed_generation: Field<i64>,
+}
 
-    fn bool(
-        &self,
-        m: &Map<String, Value>,
-        key: &str,
-        path: &str,
-    ) -> Result<Option<bool>, MalformedObject> {
-        match m.get(key) {
-            None | Some(Value::Null) => Ok(None),
-            Some(Value::Bool(b)) => Ok(Some(*b)),
-            Some(v) => Err(self.wrong(path, v, "true or false")),
-        }
+impl decode::Read for Condition {
+    fn from_map<'de, A: serde::de::MapAccess<'de>>(map: A) -> Result<Option<Self>, A::Error> {
+        Condition::deserialize(serde::de::value::MapAccessDeserializer::new(map)).map(Some)
     }
 }
 

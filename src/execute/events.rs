@@ -94,13 +94,13 @@ pub fn about(
         return None;
     };
     let ok = *result == ActionResult::Succeeded;
-    let error = error.as_deref().unwrap_or_default();
+    let error = error.as_ref().map(ToString::to_string).unwrap_or_default();
     Some(match (branch, ok) {
         (Branch::CorrectStatus, true) => (
             EventReason::StuckReleaseCorrected,
             format!(
                 "Ready was Unknown although Helm release {} is deployed: status set to Ready=True, Released=True",
-                super::correct_status::release_label(view)
+                crate::patches::release_label(view)
             ),
         ),
         (Branch::CorrectStatus, false) => (
@@ -225,7 +225,7 @@ impl Events {
             tracing::warn!(
                 namespace = %view.namespace,
                 name = %view.name,
-                error = %error.chain(),
+                error = %error.failure(),
                 "Event not published"
             );
         }

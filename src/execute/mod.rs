@@ -2,13 +2,13 @@
 //!
 //! It takes the finished [`Plan`] and the [`Report`] built from it, runs the
 //! actions the guardrail allows, and records what became of each one. One
-//! file per remedy, each a short sequence of writes through [`write`]:
+//! file per remedy, each a short sequence of writes through [`Writer`]:
 //!
 //! * [`correct_status`] — branch B (annotate, patch status, roll back);
 //! * [`toggle_suspend`] — branch A (suspend the batch, one wait, resume);
 //! * [`repair`] — `interrupted-toggle` (resume) and `stale-marker` (clear);
-//! * [`write`] — the write primitive: stamp, send, classify, read back,
-//!   retry within a budget;
+//! * [`writer`] — the write primitive [`Writer`]: send, classify, read
+//!   back, retry within a budget;
 //! * [`events`] — Events through kube's Recorder, and every Event note.
 //!
 //! Rules every remedy shares (SPEC §5), implemented here:
@@ -16,7 +16,7 @@
 //! * every write is a JSON merge patch carrying `metadata.resourceVersion`
 //!   (the one decided on, or the one our previous write of the same action
 //!   returned), sent with field manager `stuck-hr-recovery` and, for a server
-//!   dry run, `dryRun=All` — through [`Executor::send`] only;
+//!   dry run, `dryRun=All` — through [`Writer::send`] only;
 //! * a 409 on an action's first write that is not our own write landing:
 //!   decide again on the object read back, act at most once more
 //!   ([`Executor::first_write`]); a second 409 is `changed-during-run`; a
@@ -25,41 +25,36 @@
 //!   another remedy is `failed`/`changed-during-run` (never `planned`);
 //! * nothing new starts after SIGTERM/SIGINT or past the deadline; what
 //!   already started finishes its own clean-up (rollback, resume) within the
-//!   run's one clean-up budget ([`write::Budget::Cleanup`]).
+//!   run's one clean-up budget ([`Budget::Cleanup`]).
+//!
+//! The patches themselves are built in [`crate::patches`] (pure).
 
 pub mod correct_status;
 pub mod events;
 pub mod repair;
 pub mod toggle_suspend;
-pub mod write;
+pub mod writer;
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::Utc;
 use futures::StreamExt;
 use serde_json::Value;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
-use crate::decide::{Decision, decide, storage_needed};
+use crate::decide::{Decision, StorageFact, decide, storage_needed};
+use crate::failure::Failure;
+use crate::interrupt::Interrupt;
 use crate::kube_io::{Clients, HelmReleases, MAX_IN_FLIGHT, storage};
 use crate::model::{ActionResult, Branch, Reason};
 use crate::notify::Notifier;
 use crate::plan::{Plan, PlannedItem};
 use crate::report::Report;
-use crate::run::Interrupt;
 use crate::view::HelmReleaseView;
 
 use events::{EventReason, Events};
-pub use write::{Budget, CLEANUP_GRACE, SIGNAL_BUDGET};
-use write::{Sent, Write};
-
-/// The error of an action whose first write met a second 409.
-pub const CHANGED_DURING_RUN: &str = "changed-during-run";
-
-/// The run's deadline passed while a request was waiting for its answer.
-#[derive(Debug, thiserror::Error)]
-#[error("no answer before the run's deadline (--timeout)")]
-pub struct DeadlineExceeded;
+pub use writer::{Budget, CLEANUP_GRACE, DeadlineExceeded, SIGNAL_BUDGET, Writer};
+use writer::{Sent, Write};
 
 /// What became of one planned action.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,7 +62,7 @@ pub enum Outcome {
     /// The action ran: succeeded, failed or rolled back.
     Done {
         result: ActionResult,
-        error: Option<String>,
+        error: Option<Failure>,
     },
     /// A 409 on the first write led to another decision, reported instead;
     /// with the result of that decision's action when it is one (carried
@@ -85,7 +80,7 @@ impl Outcome {
         }
     }
 
-    fn failed(error: String) -> Outcome {
+    fn failed(error: Failure) -> Outcome {
         Outcome::Done {
             result: ActionResult::Failed,
             error: Some(error),
@@ -112,13 +107,12 @@ pub enum OnConflict {
 
 /// Runs the plan's actions against the cluster.
 pub struct Executor {
-    api: HelmReleases,
+    writer: Writer,
     client: kube::Client,
     events: Events,
     config: Config,
     deadline: Instant,
     cancel: CancellationToken,
-    interrupt: Interrupt,
 }
 
 impl Executor {
@@ -128,9 +122,10 @@ impl Executor {
         deadline: Instant,
         interrupt: &Interrupt,
     ) -> Self {
+        let api = HelmReleases::new(clients.read.clone(), config.dry_run)
+            .writing_with(clients.write.clone());
         Self {
-            api: HelmReleases::new(clients.read.clone(), config.dry_run)
-                .writing_with(clients.write.clone()),
+            writer: Writer::new(api, deadline, interrupt),
             events: Events::new(clients.read.clone(), config.dry_run)
                 .until(deadline + CLEANUP_GRACE)
                 .notify(Notifier::for_run(
@@ -141,7 +136,6 @@ impl Executor {
             config: config.clone(),
             deadline,
             cancel: interrupt.token(),
-            interrupt: interrupt.clone(),
         }
     }
 
@@ -233,8 +227,8 @@ impl Executor {
                 .await
                 {
                     Ok(Ok(fact)) => fact,
-                    Ok(Err(e)) => crate::decide::StorageFact::Unreadable(e.to_string()),
-                    Err(_) => crate::decide::StorageFact::Unreadable(DeadlineExceeded.to_string()),
+                    Ok(Err(e)) => StorageFact::Unreadable(e.failure()),
+                    Err(_) => StorageFact::Unreadable(Failure::Deadline),
                 },
             ),
             None => None,
@@ -257,17 +251,18 @@ impl Executor {
         make: impl Fn(&HelmReleaseView) -> Write<'w>,
     ) -> FirstWrite {
         let object = match self
+            .writer
             .send(view, &view.resource_version, &make(view), budget)
             .await
         {
             Sent::Applied(answer) => return FirstWrite::Wrote(answer, Box::new(view.clone())),
-            Sent::Failed(error) => return FirstWrite::Ended(Outcome::failed(error.chain())),
+            Sent::Failed(error) => return FirstWrite::Ended(Outcome::failed(error.failure())),
             Sent::Conflict(_, _) if on_conflict == OnConflict::Fail => {
-                return FirstWrite::Ended(Outcome::failed(CHANGED_DURING_RUN.to_owned()));
+                return FirstWrite::Ended(Outcome::failed(Failure::ChangedDuringRun));
             }
             Sent::Conflict(object, error) => {
                 tracing::info!(
-                    namespace = %view.namespace, name = %view.name, error = %error.chain(),
+                    namespace = %view.namespace, name = %view.name, error = %error.failure(),
                     "HelmRelease changed since it was read; deciding again"
                 );
                 object
@@ -281,12 +276,13 @@ impl Executor {
         };
         tracing::debug!("same outcome after re-reading; writing once more");
         match self
+            .writer
             .send(&fresh, &fresh.resource_version, &make(&fresh), budget)
             .await
         {
             Sent::Applied(answer) => FirstWrite::Wrote(answer, Box::new(fresh)),
-            Sent::Conflict(..) => FirstWrite::Ended(Outcome::failed(CHANGED_DURING_RUN.to_owned())),
-            Sent::Failed(error) => FirstWrite::Ended(Outcome::failed(error.chain())),
+            Sent::Conflict(..) => FirstWrite::Ended(Outcome::failed(Failure::ChangedDuringRun)),
+            Sent::Failed(error) => FirstWrite::Ended(Outcome::failed(error.failure())),
         }
     }
 
@@ -303,7 +299,7 @@ impl Executor {
                 );
                 Some(Box::pin(self.run_single(&fresh, branch, OnConflict::Fail)).await)
             }
-            (Some(_), _) => Some(Outcome::failed(CHANGED_DURING_RUN.to_owned())),
+            (Some(_), _) => Some(Outcome::failed(Failure::ChangedDuringRun)),
         };
         Outcome::Redecided(decision, done.map(Box::new))
     }
@@ -339,11 +335,6 @@ async fn bounded<F: Future>(futures: impl IntoIterator<Item = F>) -> Vec<F::Outp
         .await
 }
 
-/// The timestamp form of every annotation and condition we write.
-pub fn timestamp(now: DateTime<Utc>) -> String {
-    now.to_rfc3339_opts(SecondsFormat::Secs, true)
-}
-
 /// The per-object log line of one finished action.
 fn log_outcome(namespace: &str, name: &str, planned: Decision, outcome: &Outcome) {
     let branch = planned.branch.map(|b| b.as_str()).unwrap_or_default();
@@ -355,7 +346,8 @@ fn log_outcome(namespace: &str, name: &str, planned: Decision, outcome: &Outcome
         } => tracing::info!(namespace, name, branch, reason, result = %result, "action done"),
         Outcome::Done { result, error } => tracing::warn!(
             namespace, name, branch, reason, result = %result,
-            error = error.as_deref().unwrap_or_default(), "action not done"
+            error = error.as_ref().map(ToString::to_string).unwrap_or_default(),
+            "action not done"
         ),
         Outcome::Redecided(decision, done) => tracing::info!(
             namespace, name, branch, reason = %decision.reason,
@@ -381,7 +373,7 @@ fn record(report: &mut Report, namespace: &str, name: &str, outcome: Outcome) {
                 report.replace_action(namespace, name, branch, decision.reason);
                 let (result, error) = match done.map(|d| *d) {
                     Some(Outcome::Done { result, error }) => (result, error),
-                    _ => (ActionResult::Failed, Some(CHANGED_DURING_RUN.to_owned())),
+                    _ => (ActionResult::Failed, Some(Failure::ChangedDuringRun)),
                 };
                 report.set_result(namespace, name, result, error);
             }

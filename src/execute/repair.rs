@@ -29,14 +29,15 @@
 //! happened and whose read-back shows the marker gone is `succeeded`.
 
 use chrono::Utc;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::toggle_suspend::{resume_write, resumed_by};
-use super::write::{Budget, Write, annotation};
-use super::{Executor, FirstWrite, OnConflict, Outcome, timestamp};
+use super::writer::{Budget, Write};
+use super::{Executor, FirstWrite, OnConflict, Outcome};
 use crate::error::Error;
 use crate::kube_io::helmreleases::Part;
 use crate::model::{Branch, annotations};
+use crate::patches::{annotation, clear_marker_patch, timestamp};
 use crate::view::HelmReleaseView;
 
 /// Finishes a toggle a killed run left suspended.
@@ -111,9 +112,4 @@ async fn one_write(
         FirstWrite::Wrote(..) => Outcome::succeeded(),
         FirstWrite::Ended(outcome) => outcome,
     }
-}
-
-/// The `stale-marker` repair: our marker set to `null`.
-pub fn clear_marker_patch() -> Value {
-    json!({"metadata": {"annotations": {annotations::SUSPENDED_AT: null}}})
 }

@@ -44,14 +44,16 @@
 //!   (`interrupted-toggle`).
 
 use chrono::{DateTime, Utc};
-use serde_json::{Value, json};
+use serde_json::Value;
 
-use super::write::{Budget, Sent, Write, annotation};
-use super::{CHANGED_DURING_RUN, Executor, FirstWrite, OnConflict, Outcome, bounded, timestamp};
+use super::writer::{Budget, Sent, Write};
+use super::{Executor, FirstWrite, OnConflict, Outcome, bounded};
 use crate::decide::Decision;
 use crate::error::Error;
+use crate::failure::Failure;
 use crate::kube_io::helmreleases::Part;
 use crate::model::{Branch, DryRun, Reason, annotations};
+use crate::patches::{annotation, resume_patch, suspend_patch, timestamp};
 use crate::view::HelmReleaseView;
 
 /// Why the batch's wait ended.
@@ -92,12 +94,8 @@ pub async fn run_batch<'a>(
             Suspended::Yes(view, rv) => match resume(executor, &view, rv, Utc::now()).await {
                 Ok(()) => match wait {
                     WaitEnd::Elapsed => Outcome::succeeded(),
-                    WaitEnd::Interrupted => Outcome::failed(
-                        "interrupted: resumed before --suspend-wait elapsed".to_owned(),
-                    ),
-                    WaitEnd::Deadline => Outcome::failed(
-                        "deadline: resumed before --suspend-wait elapsed".to_owned(),
-                    ),
+                    WaitEnd::Interrupted => Outcome::failed(Failure::WaitInterrupted),
+                    WaitEnd::Deadline => Outcome::failed(Failure::WaitCutByDeadline),
                 },
                 Err(error) => Outcome::failed(error),
             },
@@ -192,77 +190,18 @@ async fn resume(
     view: &HelmReleaseView,
     rv: String,
     now: DateTime<Utc>,
-) -> Result<(), String> {
+) -> Result<(), Failure> {
     let stamp = timestamp(now);
     let landed = |object: &Value| resumed_by(object, &stamp);
     let ours = |object: &Value| annotation(object, annotations::SUSPENDED_AT).is_some();
     let write = resume_write(now, &landed);
     match executor
+        .writer
         .send_while_ours(view, rv, &write, Budget::Cleanup, ours)
         .await
     {
         Sent::Applied(_) => Ok(()),
-        Sent::Conflict(..) => Err(CHANGED_DURING_RUN.to_owned()),
-        Sent::Failed(error) => Err(error.chain()),
-    }
-}
-
-/// Write 1: suspend with our marker.
-pub fn suspend_patch(now: DateTime<Utc>) -> Value {
-    json!({
-        "metadata": {
-            "annotations": {annotations::SUSPENDED_AT: timestamp(now)},
-        },
-        "spec": {"suspend": true},
-    })
-}
-
-/// Write 3 (and the `interrupted-toggle` repair): remove `spec.suspend` and
-/// the marker, record `toggled-at`, request a reconcile.
-pub fn resume_patch(now: DateTime<Utc>) -> Value {
-    let now = timestamp(now);
-    json!({
-        "metadata": {
-            "annotations": {
-                annotations::SUSPENDED_AT: null,
-                annotations::TOGGLED_AT: now,
-                annotations::RECONCILE_REQUESTED_AT: now,
-            },
-        },
-        "spec": {"suspend": null},
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn resume_removes_suspend_and_marker_with_json_null() {
-        let patch = resume_patch(Utc::now());
-        assert_eq!(patch["spec"]["suspend"], Value::Null);
-        assert!(
-            patch["spec"]
-                .as_object()
-                .is_some_and(|s| s.contains_key("suspend"))
-        );
-        let annotations = &patch["metadata"]["annotations"];
-        assert!(
-            annotations
-                .as_object()
-                .is_some_and(|a| a.contains_key(annotations::SUSPENDED_AT))
-        );
-        assert_eq!(annotations[annotations::SUSPENDED_AT], Value::Null);
-        assert_eq!(
-            annotations[annotations::TOGGLED_AT],
-            annotations[annotations::RECONCILE_REQUESTED_AT]
-        );
-    }
-
-    #[test]
-    fn suspend_sets_spec_and_marker() {
-        let patch = suspend_patch(Utc::now());
-        assert_eq!(patch["spec"]["suspend"], true);
-        assert!(patch["metadata"]["annotations"][annotations::SUSPENDED_AT].is_string());
+        Sent::Conflict(..) => Err(Failure::ChangedDuringRun),
+        Sent::Failed(error) => Err(error.failure()),
     }
 }

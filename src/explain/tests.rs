@@ -8,8 +8,7 @@ use serde_json::Value;
 use super::*;
 use crate::config::Config;
 use crate::decide::{TABLE, decide, storage_needed};
-use crate::execute::correct_status::corrected_status;
-use crate::execute::write::with_resource_version;
+use crate::patches::{corrected_status, with_resource_version};
 use crate::plan::fixtures::{Helm, Hr, hr, minutes, now, seconds};
 
 /// One HelmRelease per row of the table, in table order, with the Helm

@@ -91,13 +91,14 @@ impl HelmReleases {
         self
     }
 
-    /// One page of the list: `limit=500`, the continue token, the selector.
+    /// One page of the list as text (decoded by the caller, item by item):
+    /// `limit=500`, the continue token, the selector.
     pub async fn list_page(
         &self,
         namespace: Option<&str>,
         selector: Option<&str>,
         continue_token: Option<&str>,
-    ) -> Result<Value, kube::Error> {
+    ) -> Result<String, kube::Error> {
         let mut params = ListParams::default().limit(PAGE_SIZE);
         if let Some(selector) = selector {
             params = params.labels(selector);
@@ -108,7 +109,7 @@ impl HelmReleases {
         let request = Request::new(collection_path(namespace))
             .list(&params)
             .map_err(kube::Error::BuildRequest)?;
-        self.client.request::<Value>(request).await
+        self.client.request_text(request).await
     }
 
     /// Reads one HelmRelease (after a conflict).

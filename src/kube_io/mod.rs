@@ -10,4 +10,4 @@ pub mod storage;
 pub use client::{Clients, MAX_IN_FLIGHT, connect};
 pub use helmreleases::HelmReleases;
 pub use list::{ListFailure, Listed, list_helmreleases};
-pub use storage::{read_storage, releases_needed};
+pub use storage::read_storage;

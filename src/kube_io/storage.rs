@@ -7,7 +7,6 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, ListParams};
@@ -15,25 +14,9 @@ use tokio::time::Instant;
 
 use super::client::MAX_IN_FLIGHT;
 use super::helmreleases::PAGE_SIZE;
-use crate::config::Config;
-use crate::decide::{ReleaseRef, StorageFact, latest_revision, storage_needed};
+use crate::decide::{ReleaseRef, StorageFact, latest_revision};
 use crate::error::Error;
-use crate::plan::Candidate;
-
-/// The releases whose storage the candidates need, each once.
-pub fn releases_needed(
-    candidates: &[Candidate],
-    now: DateTime<Utc>,
-    config: &Config,
-) -> BTreeSet<ReleaseRef> {
-    candidates
-        .iter()
-        .filter_map(|candidate| match candidate {
-            Candidate::View(view) => storage_needed(view, now, config),
-            Candidate::Malformed(_) => None,
-        })
-        .collect()
-}
+use crate::failure::Failure;
 
 /// Reads the latest revision of every release, concurrently. A failed read
 /// is a [`StorageFact::Unreadable`] (the HelmRelease is skipped as
@@ -52,18 +35,19 @@ pub async fn read_storage(
                     tracing::warn!(
                         namespace = %release.storage_namespace,
                         release = %release.release_name,
-                        "Helm storage unreadable: no answer before the run's deadline"
+                        error = %Failure::Deadline,
+                        "Helm storage unreadable"
                     );
-                    StorageFact::Unreadable("no answer before the run's deadline".to_owned())
+                    StorageFact::Unreadable(Failure::Deadline)
                 }
                 Ok(Err(error)) => {
                     tracing::warn!(
                         namespace = %release.storage_namespace,
                         release = %release.release_name,
-                        error = %error.chain(),
+                        error = %error.failure(),
                         "Helm storage unreadable"
                     );
-                    StorageFact::Unreadable(error.chain())
+                    StorageFact::Unreadable(error.failure())
                 }
             };
             (release, fact)

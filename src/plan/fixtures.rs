@@ -14,6 +14,7 @@ use serde_json::{Value, json};
 
 use crate::config::Config;
 use crate::decide::{Decision, LatestRevision, ReleaseRef, StorageFact};
+use crate::failure::Failure;
 use crate::model::{Reason, annotations};
 use crate::plan::{Candidate, Plan, plan};
 use crate::view::HelmReleaseView;
@@ -348,7 +349,9 @@ impl Helm {
                 version: *version,
                 status: (*status).to_string(),
             }))),
-            Helm::Unreadable => Some(StorageFact::Unreadable("forbidden".to_string())),
+            Helm::Unreadable => Some(StorageFact::Unreadable(Failure::Step(
+                "forbidden".to_string(),
+            ))),
             Helm::Fact(fact) => Some(fact.clone()),
         }
     }

@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 use super::{Report, render_json, render_text};
 use crate::config::Config;
 use crate::exit::ExitCode;
+use crate::failure::Failure;
 use crate::model::{ActionResult, Branch, DryRun, Reason};
 use crate::plan::fixtures::{Helm, cluster, hr, minutes};
 
@@ -88,7 +89,9 @@ fn a_failed_action_line_carries_its_error_on_one_line() {
         "apps",
         "web",
         ActionResult::RolledBack,
-        Some("patch status: 500\ninternal error".to_string()),
+        Some(Failure::Step(
+            "patch status: 500\ninternal error".to_string(),
+        )),
     );
     report.finish(None);
     let first = render_text(&report).lines().next().map(str::to_string);
@@ -186,7 +189,12 @@ fn a_signal_beats_a_tripped_guardrail_and_failed_actions() {
         .with(hr("ops", "left").ready_true().marker(), Helm::NotRead)
         .plan(&config);
     let mut report = Report::from_plan(&plan, &config);
-    report.set_result("ops", "left", ActionResult::Failed, Some("boom".into()));
+    report.set_result(
+        "ops",
+        "left",
+        ActionResult::Failed,
+        Some(Failure::Step("boom".into())),
+    );
     report.finish(None);
     assert_eq!(report.exit(), ExitCode::GuardrailTripped);
     report.finish(Some(ExitCode::Terminated));
@@ -381,4 +389,18 @@ fn a_redecision_to_a_skip_keeps_what_it_blocks() {
     report.replace_with_skip("apps", "web", Reason::Remediated);
     assert_eq!(report.skipped[0].blocks, ["apps/api"]);
     assert!(report.actions.is_empty());
+}
+
+#[test]
+fn the_json_report_reads_back_as_the_same_typed_report() {
+    let mut report = spec_example_report();
+    report.set_result(
+        "apps",
+        "web",
+        ActionResult::Failed,
+        Some(Failure::ChangedDuringRun),
+    );
+    report.finish(None);
+    let read: Result<Report, _> = serde_json::from_str(&render_json(&report));
+    assert_eq!(read.ok(), Some(report));
 }

@@ -493,7 +493,7 @@ fn no_panic_through_decide(item: &Value) {
         for fact in [
             None,
             Some(StorageFact::Latest(None)),
-            Some(StorageFact::Unreadable("x".into())),
+            Some(StorageFact::Unreadable(crate::failure::Failure::Deadline)),
         ] {
             let _ = decide(&view, fact.as_ref(), now(), &config);
         }

@@ -7,5 +7,6 @@
 
 mod harness;
 mod main_paths;
+mod recovery;
 mod support;
 mod testbed_works;

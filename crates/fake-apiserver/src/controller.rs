@@ -39,9 +39,15 @@ pub enum Outcome {
     /// `checkDependencies` failed: Ready=False `DependencyNotReady`,
     /// observedGeneration untouched, requeued after the dependency interval.
     DependencyNotReady,
-    /// `DetermineReleaseState` → Locked (a `pending-*` latest release); the
-    /// Unlock action is not modelled: nothing written.
-    Locked,
+    /// `DetermineReleaseState` → Locked (a `pending-*` latest release, however
+    /// old): the Unlock action marked it `failed` in Helm storage
+    /// ([`Decision::unlocked`]) with Released=False `PendingRelease`. When the
+    /// history held no snapshot of that revision (a controller killed
+    /// mid-install), the same reconcile went on to Unmanaged and upgraded
+    /// ([`Decision::upgraded_to`], Ready=True); otherwise the release is now
+    /// `failed`, whose remediation is not modelled (Ready=False, written
+    /// without observedGeneration).
+    Unlocked,
     /// → Absent (no release, or an uninstalled one); the Install action is
     /// not modelled: nothing written.
     Absent,
@@ -82,6 +88,8 @@ pub struct Decision {
     pub outcome: Outcome,
     pub status: Option<Value>,
     pub upgraded_to: Option<u64>,
+    /// The `pending-*` revision the Unlock action set `failed`.
+    pub unlocked: Option<u64>,
 }
 
 impl Decision {
@@ -90,6 +98,7 @@ impl Decision {
             outcome,
             status: None,
             upgraded_to: None,
+            unlocked: None,
         }
     }
 }
@@ -160,6 +169,7 @@ pub fn reconcile(hr: &Value, facts: &Facts) -> Decision {
             outcome: Outcome::Suspended,
             status: Some(status),
             upgraded_to: None,
+            unlocked: None,
         };
     }
     // `reconcileRelease`'s prelude, patched before anything else.
@@ -190,16 +200,16 @@ pub fn reconcile(hr: &Value, facts: &Facts) -> Decision {
             outcome: Outcome::DependencyNotReady,
             status: Some(prelude),
             upgraded_to: None,
+            unlocked: None,
         };
     }
     // The actions the model does not run write nothing at all (documented):
     // look at the state before committing to the prelude.
     match release_state(hr, &status, facts.latest.as_ref()) {
         State::Absent => return Decision::no_write(Outcome::Absent),
-        State::Locked => return Decision::no_write(Outcome::Locked),
         State::Failed => return Decision::no_write(Outcome::NotModelled("remediation")),
         State::Untested => return Decision::no_write(Outcome::NotModelled("test")),
-        State::Unknown | State::Unmanaged | State::InSync => {}
+        State::Locked | State::Unknown | State::Unmanaged | State::InSync => {}
     }
     let mut status = prelude;
     status["lastAttemptedGeneration"] = json!(generation);
@@ -210,9 +220,58 @@ pub fn reconcile(hr: &Value, facts: &Facts) -> Decision {
     // each action type at most once.
     let mut latest = facts.latest.clone();
     let mut upgraded_to = None;
+    let mut unlocked = None;
     loop {
         match release_state(hr, &status, latest.as_ref()) {
             State::InSync => break,
+            State::Locked if unlocked.is_none() => {
+                // `actionForState`, Locked → `Unlock.Reconcile`: the stale
+                // pending release becomes `failed`; a history snapshot of it
+                // follows (`observeUnlock`); Released=False PendingRelease and
+                // the summary. Then the loop looks again.
+                let Some(stale) = latest.clone() else { break };
+                let snapshot_of_it = status["history"]
+                    .as_array_mut()
+                    .and_then(|h| h.iter_mut().find(|s| s["version"] == stale.version));
+                if let Some(snap) = snapshot_of_it {
+                    snap["status"] = json!("failed");
+                }
+                let chart = &hr["spec"]["chart"]["spec"];
+                let message = format!(
+                    "Unlocked Helm release {}/{}.v{} with chart {}@{} in {} state",
+                    release_namespace(hr),
+                    release_name(hr),
+                    stale.version,
+                    chart["chart"].as_str().unwrap_or_default(),
+                    chart["version"].as_str().unwrap_or_default(),
+                    stale.status,
+                );
+                set_condition(
+                    &mut status,
+                    RELEASED,
+                    "False",
+                    "PendingRelease",
+                    &message,
+                    generation,
+                    now,
+                );
+                summarize(hr, &mut status, generation, now);
+                latest = Some(LatestRelease {
+                    version: stale.version,
+                    status: "failed".into(),
+                });
+                unlocked = Some(stale.version);
+            }
+            State::Failed if unlocked.is_some() => {
+                // Remediation of the now failed release is not modelled.
+                finish(hr, &mut status, None);
+                return Decision {
+                    outcome: Outcome::Unlocked,
+                    status: Some(status),
+                    upgraded_to,
+                    unlocked,
+                };
+            }
             State::Unmanaged if upgraded_to.is_none() => {
                 // `actionForState`, Unmanaged: `ClearHistory`, then Upgrade.
                 let version = latest.as_ref().map_or(1, |l| l.version + 1);
@@ -240,6 +299,7 @@ pub fn reconcile(hr: &Value, facts: &Facts) -> Decision {
                     outcome: Outcome::StateError,
                     status: Some(status),
                     upgraded_to,
+                    unlocked,
                 };
             }
             // After our own upgrade only a test can follow (not modelled):
@@ -250,6 +310,7 @@ pub fn reconcile(hr: &Value, facts: &Facts) -> Decision {
                     outcome: Outcome::Upgraded,
                     status: Some(status),
                     upgraded_to,
+                    unlocked,
                 };
             }
         }
@@ -276,13 +337,16 @@ pub fn reconcile(hr: &Value, facts: &Facts) -> Decision {
     summarize(hr, &mut status, generation, now);
     finish(hr, &mut status, Some(generation));
     Decision {
-        outcome: if upgraded_to.is_some() {
+        outcome: if unlocked.is_some() {
+            Outcome::Unlocked
+        } else if upgraded_to.is_some() {
             Outcome::Upgraded
         } else {
             Outcome::InSync
         },
         status: Some(status),
         upgraded_to,
+        unlocked,
     }
 }
 
@@ -731,6 +795,12 @@ impl HelmControllerModel {
     fn write(&self, server: &FakeApiServer, hr: &Value, decision: &Decision) -> bool {
         let (ns, name) = key(hr);
         let mut wrote = false;
+        if let Some(version) = decision.unlocked {
+            if let Err(e) = mark_failed(server, hr, version) {
+                tracing::warn!("helm-controller model: unlocking {ns}/{name}: {e:#}");
+            }
+            wrote = true;
+        }
         if let Some(version) = decision.upgraded_to {
             if let Err(e) = write_revision(server, hr, version) {
                 tracing::warn!("helm-controller model: Helm storage of {ns}/{name}: {e:#}");
@@ -770,6 +840,20 @@ fn write_revision(server: &FakeApiServer, hr: &Value, version: u64) -> anyhow::R
         }
     }
     server.apply(release_secret(&ns, &name, version, "deployed"))?;
+    Ok(())
+}
+
+/// The Unlock action in storage: the stale `pending-*` revision becomes `failed`.
+fn mark_failed(server: &FakeApiServer, hr: &Value, version: u64) -> anyhow::Result<()> {
+    for mut secret in release_secrets(server, hr) {
+        if secret["metadata"]["labels"]["version"] == version.to_string().as_str() {
+            secret["metadata"]["labels"]["status"] = json!("failed");
+            if let Some(m) = secret["metadata"].as_object_mut() {
+                m.remove("resourceVersion");
+            }
+            server.apply(secret)?;
+        }
+    }
     Ok(())
 }
 
@@ -844,6 +928,30 @@ impl FakeApiServer {
     /// summarised Ready and observedGeneration — was lost.
     pub fn install_losing_ready_write(&self, hr: Value, since: &str) -> anyhow::Result<Value> {
         self.install_with(hr, since, true)
+    }
+
+    /// Stuck mode "Ready write lost, `Released` missing" (helm-controller
+    /// #1409) by its mechanism, as the real controller leaves it
+    /// (docs/helm-controller-source.md, tests/real/recovery.rs state 1):
+    /// every conditions PATCH of the install that carried `Released` failed
+    /// while the rest of the status landed (history snapshot `deployed`,
+    /// `lastAttemptedReleaseAction`), and the retry reconcile found the
+    /// release in sync: Reconciling removed, observedGeneration stamped, Ready
+    /// still the install's `Unknown` "Running 'install' action…" from `since`.
+    /// No reconcile leaves it: the summary has no `Released` to copy.
+    pub fn install_losing_conditions_write(&self, hr: Value, since: &str) -> anyhow::Result<Value> {
+        let stuck = self.install_with(hr, since, true)?;
+        let generation = stuck["metadata"]["generation"].as_i64().unwrap_or(1);
+        let mut status = stuck["status"].clone();
+        delete_condition(&mut status, RELEASED);
+        delete_condition(&mut status, "Reconciling");
+        status["observedGeneration"] = json!(generation);
+        let mut next = stuck;
+        next["status"] = status;
+        if let Some(m) = next["metadata"].as_object_mut() {
+            m.remove("resourceVersion");
+        }
+        self.apply(next)
     }
 
     /// Stuck mode "lease lost mid-install": Helm finished (its Secret says
@@ -1050,7 +1158,7 @@ mod tests {
             ),
             (
                 "pending-install history: not observed, upgraded",
-                hr(json!([]), pending, false),
+                hr(json!([]), pending.clone(), false),
                 facts(deployed, None),
                 Outcome::Upgraded,
                 Some(("True", "UpgradeSucceeded")),
@@ -1062,12 +1170,28 @@ mod tests {
                 Outcome::Upgraded,
                 Some(("True", "UpgradeSucceeded")),
             ),
+            // A stale pending release is unlocked (set failed); with no
+            // snapshot of it in the history the same reconcile upgrades.
             (
-                "pending release: locked",
+                "pending release not in the history: unlocked, then upgraded",
                 hr(released.clone(), v1.clone(), false),
                 facts(Some((2, "pending-upgrade")), None),
-                Outcome::Locked,
-                None,
+                Outcome::Unlocked,
+                Some(("True", "UpgradeSucceeded")),
+            ),
+            (
+                "killed install (history empty): unlocked, then upgraded",
+                hr(json!([]), json!([]), false),
+                facts(Some((1, "pending-install")), None),
+                Outcome::Unlocked,
+                Some(("True", "UpgradeSucceeded")),
+            ),
+            (
+                "pending release in the history: unlocked, now failed",
+                hr(released.clone(), pending.clone(), false),
+                facts(Some((1, "pending-install")), None),
+                Outcome::Unlocked,
+                Some(("False", "PendingRelease")),
             ),
             (
                 "no release: absent",
@@ -1109,13 +1233,15 @@ mod tests {
         for (what, object, facts, outcome, want) in rows {
             let got = reconcile(&object, &facts);
             assert_eq!(got.outcome, outcome, "{what}");
+            let upgraded = got.upgraded_to.is_some();
             assert_eq!(
                 got.status.as_ref().map(ready),
                 want.map(|(s, r)| (s.to_string(), r.to_string())),
                 "{what}"
             );
             let Some(status) = got.status else { continue };
-            let clean = matches!(outcome, Outcome::InSync | Outcome::Upgraded);
+            let clean = matches!(outcome, Outcome::InSync | Outcome::Upgraded)
+                || (outcome == Outcome::Unlocked && upgraded);
             // observedGeneration only on a clean result; Ready always at the
             // current generation; Reconciling gone only when done.
             let og = if clean { 2 } else { 1 };

@@ -449,7 +449,7 @@ pub fn parse_scenario(text: &str) -> anyhow::Result<Vec<Fault>> {
         List(Vec<ScenarioFault>),
         Wrapped { faults: Vec<ScenarioFault> },
     }
-    let doc: Doc = serde_yaml::from_str(text)?;
+    let doc: Doc = serde_saphyr::from_str(text)?;
     let list = match doc {
         Doc::List(l) | Doc::Wrapped { faults: l } => l,
     };

@@ -286,7 +286,7 @@ impl FakeApiServer {
             "current-context": "fake",
             "preferences": {},
         });
-        serde_yaml::to_string(&doc).unwrap_or_default()
+        serde_saphyr::to_string(&doc).unwrap_or_default()
     }
 
     pub fn write_kubeconfig(&self, path: &Path, user: &str) -> anyhow::Result<()> {

@@ -37,7 +37,7 @@ impl CrdSchema {
     pub fn from_crd_file(path: &std::path::Path, version: &str) -> anyhow::Result<Self> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("reading CRD {}", path.display()))?;
-        let crd: Value = serde_yaml::from_str(&text)
+        let crd: Value = serde_saphyr::from_str(&text)
             .with_context(|| format!("parsing CRD {}", path.display()))?;
         Self::from_crd(&crd, version)
     }

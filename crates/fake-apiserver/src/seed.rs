@@ -1,15 +1,14 @@
 //! Reading objects from YAML/JSON text and files (multi-document, `kind: List`).
 
 use anyhow::Context;
-use serde::Deserialize;
 use serde_json::Value;
 
 /// Parses multi-document YAML (JSON is YAML) into objects, flattening `*List`
 /// kinds and skipping empty documents.
 pub fn parse_documents(text: &str) -> anyhow::Result<Vec<Value>> {
     let mut out = Vec::new();
-    for doc in serde_yaml::Deserializer::from_str(text) {
-        let v = Value::deserialize(doc).context("invalid YAML document")?;
+    let docs: Vec<Value> = serde_saphyr::from_multiple(text).context("invalid YAML document")?;
+    for v in docs {
         flatten(v, &mut out);
     }
     Ok(out)

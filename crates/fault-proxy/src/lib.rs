@@ -277,9 +277,9 @@ impl FaultProxy {
     /// a user authenticating by client certificate, which cannot pass the
     /// proxy.
     pub fn kubeconfig_through(&self, kubeconfig_yaml: &str) -> anyhow::Result<String> {
-        let mut doc: serde_yaml::Value =
-            serde_yaml::from_str(kubeconfig_yaml).context("parsing the kubeconfig")?;
-        if let Some(users) = doc.get("users").and_then(|u| u.as_sequence()) {
+        let mut doc: serde_json::Value =
+            serde_saphyr::from_str(kubeconfig_yaml).context("parsing the kubeconfig")?;
+        if let Some(users) = doc.get("users").and_then(|u| u.as_array()) {
             for u in users {
                 let user = u.get("user");
                 let has = |k: &str| user.and_then(|x| x.get(k)).is_some();
@@ -294,12 +294,12 @@ impl FaultProxy {
         let ca = base64::engine::general_purpose::STANDARD.encode(&self.ca_pem);
         let clusters = doc
             .get_mut("clusters")
-            .and_then(|c| c.as_sequence_mut())
+            .and_then(|c| c.as_array_mut())
             .ok_or_else(|| anyhow!("the kubeconfig has no clusters"))?;
         for c in clusters {
             let cluster = c
                 .get_mut("cluster")
-                .and_then(|c| c.as_mapping_mut())
+                .and_then(|c| c.as_object_mut())
                 .ok_or_else(|| anyhow!("a kubeconfig cluster without `cluster`"))?;
             cluster.insert("server".into(), self.url.clone().into());
             cluster.insert("certificate-authority-data".into(), ca.clone().into());
@@ -311,7 +311,7 @@ impl FaultProxy {
                 cluster.remove(k);
             }
         }
-        serde_yaml::to_string(&doc).context("writing the kubeconfig")
+        serde_saphyr::to_string(&doc).context("writing the kubeconfig")
     }
 }
 

@@ -1101,18 +1101,11 @@ fn yaml_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
 
 /// Every non-empty YAML document of `path`, as JSON.
 pub fn read_yaml_docs(path: &Path) -> anyhow::Result<Vec<Value>> {
-    use serde::Deserialize;
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let mut docs = Vec::new();
-    for doc in serde_yaml::Deserializer::from_str(&text) {
-        let value =
-            Value::deserialize(doc).with_context(|| format!("parsing {}", path.display()))?;
-        if !value.is_null() {
-            docs.push(value);
-        }
-    }
-    Ok(docs)
+    let docs: Vec<Value> = serde_saphyr::from_multiple(&text)
+        .with_context(|| format!("parsing {}", path.display()))?;
+    Ok(docs.into_iter().filter(|d| !d.is_null()).collect())
 }
 
 /// A kube client from a kubeconfig file.

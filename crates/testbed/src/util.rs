@@ -118,6 +118,6 @@ pub fn write_kubeconfig(
         "contexts": [{"name": user, "context": {"cluster": "testbed", "user": user}}],
         "current-context": user,
     });
-    let text = serde_yaml::to_string(&config)?;
+    let text = serde_saphyr::to_string(&config)?;
     std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
 }

@@ -77,7 +77,7 @@ pub fn stub_setup() -> (crate::stub::StubUpstream, FaultProxy, String) {
         "current-context": "stub",
     });
     let kubeconfig = proxy
-        .kubeconfig_through(&serde_yaml::to_string(&kubeconfig).unwrap())
+        .kubeconfig_through(&serde_saphyr::to_string(&kubeconfig).unwrap())
         .expect("kubeconfig through the proxy");
     (stub, proxy, kubeconfig)
 }
