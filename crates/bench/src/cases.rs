@@ -8,6 +8,9 @@ pub enum Group {
     Compare,
     /// stuck-hr-recovery alone as the cluster grows.
     Scaling,
+    /// stuck-hr-recovery's `--dry-run` (list, decode, decide) against a bare
+    /// keep-alive paged GET of the same pages.
+    Decoding,
 }
 
 /// One seeded cluster and the flags the product runs with on it.
@@ -31,6 +34,10 @@ pub struct Case {
     pub by_default: bool,
     /// Give the HelmReleases `spec.dependsOn` chains ([`add_depends_on`]).
     pub depends_on: bool,
+    /// Run the product with `--dry-run` (read and decide only).
+    pub dry_run: bool,
+    /// Also run the bare paged GET of the same pages ([`crate::paged`]).
+    pub paged_get: bool,
 }
 
 impl Case {
@@ -58,6 +65,8 @@ pub fn all() -> Vec<Case> {
         baseline: true,
         by_default: true,
         depends_on: false,
+        dry_run: false,
+        paged_get: false,
     };
     let scaling = |id, helmreleases, namespaces| Case {
         id,
@@ -71,6 +80,16 @@ pub fn all() -> Vec<Case> {
         baseline: false,
         by_default: true,
         depends_on: false,
+        dry_run: false,
+        paged_get: false,
+    };
+    let decoding = |id, helmreleases, namespaces| Case {
+        id,
+        group: Group::Decoding,
+        dry_run: true,
+        paged_get: true,
+        by_default: false,
+        ..scaling(id, helmreleases, namespaces)
     };
     vec![
         // (a) 20 stuck, 10 per branch, everything acted on.
@@ -105,6 +124,10 @@ pub fn all() -> Vec<Case> {
             depends_on: true,
             ..scaling("d50k", 50_000, 2_500)
         },
+        // Decoding (issue 21): the product's dry run against a bare paged GET
+        // of the same pages; run with `--cases p10k,p100k`.
+        decoding("p10k", 10_000, 500),
+        decoding("p100k", 100_000, 5_000),
         // A quick check of the harness itself (`--cases smoke`), not a figure.
         Case {
             id: "smoke",

@@ -9,6 +9,7 @@
 
 mod cases;
 mod child;
+mod paged;
 mod requests;
 mod run;
 mod stats;
@@ -67,7 +68,15 @@ struct Args {
 
 fn main() {
     let mut argv = std::env::args_os();
-    if argv.nth(1).is_some_and(|a| a == child::MEASURE) {
+    let first = argv.nth(1);
+    if first.as_ref().is_some_and(|a| a == paged::PAGED_GET) {
+        if let Err(e) = paged::main() {
+            eprintln!("bench {}: {e:#}", paged::PAGED_GET);
+            std::process::exit(2);
+        }
+        return;
+    }
+    if first.is_some_and(|a| a == child::MEASURE) {
         if let Err(e) = child::measure_main(argv.collect()) {
             eprintln!("bench {}: {e:#}", child::MEASURE);
             std::process::exit(2);
@@ -141,6 +150,9 @@ fn run_all(args: Args) -> Result<bool> {
     let mut rows = Vec::new();
     for case in selected {
         let mut tools = vec![(Tool::Ours, args.runs)];
+        if case.paged_get {
+            tools.push((Tool::PagedGet, args.runs));
+        }
         if case.baseline && !args.skip_baseline {
             let n = args
                 .baseline_runs
@@ -204,6 +216,12 @@ fn run_all(args: Args) -> Result<bool> {
     println!("{}", table::compare(&rows));
     println!("## Scaling (stuck-hr-recovery, 10 + 10 stuck, --suspend-wait 1ms)\n");
     println!("{}", table::scaling(&rows));
+    if rows.iter().any(|r| r.tool == Tool::PagedGet) {
+        println!(
+            "## Decoding (stuck-hr-recovery --dry-run against a bare paged GET of the same pages)\n"
+        );
+        println!("{}", table::decoding(&rows));
+    }
     println!("## Request-count formula (every run of stuck-hr-recovery)\n");
     println!("{}", table::formula(&rows));
     if problems.is_empty() {

@@ -23,6 +23,8 @@ pub const ADMIN_USER: &str = "admin";
 pub enum Tool {
     Ours,
     Baseline,
+    /// A bare keep-alive paged GET of the same list ([`crate::paged`]).
+    PagedGet,
 }
 
 impl Tool {
@@ -30,6 +32,7 @@ impl Tool {
         match self {
             Tool::Ours => "stuck-hr-recovery",
             Tool::Baseline => "kubectl baseline",
+            Tool::PagedGet => "bare paged GET",
         }
     }
 }
@@ -82,7 +85,7 @@ pub fn run(setup: &Setup, case: &Case, tool: Tool, n: usize) -> Result<Run> {
     let tmp = tempfile::tempdir().context("creating a temporary directory")?;
     let kubeconfig = tmp.path().join("kubeconfig");
     let user = match tool {
-        Tool::Ours => setup.product_user,
+        Tool::Ours | Tool::PagedGet => setup.product_user,
         Tool::Baseline => ADMIN_USER,
     };
     server
@@ -96,6 +99,7 @@ pub fn run(setup: &Setup, case: &Case, tool: Tool, n: usize) -> Result<Run> {
         match tool {
             Tool::Ours => "ours",
             Tool::Baseline => "baseline",
+            Tool::PagedGet => "paged-get",
         }
     );
     let (cmd, cap) = match tool {
@@ -104,6 +108,7 @@ pub fn run(setup: &Setup, case: &Case, tool: Tool, n: usize) -> Result<Run> {
             baseline_command(setup, &kubeconfig, tmp.path()),
             setup.baseline_cap,
         ),
+        Tool::PagedGet => (paged_get_command(&kubeconfig)?, None),
     };
     let measured = child::run(&cmd, &label, &setup.log_dir, cap)?;
     let requests = server.requests();
@@ -115,7 +120,19 @@ pub fn run(setup: &Setup, case: &Case, tool: Tool, n: usize) -> Result<Run> {
     match tool {
         Tool::Ours => {
             check_report(case, &measured, &mut problems);
-            problems.extend(requests::violations(case, &requests));
+            if !case.dry_run {
+                problems.extend(requests::violations(case, &requests));
+            }
+        }
+        Tool::PagedGet => {
+            let want = format!("items={}", case.helmreleases);
+            if measured.exit_code != 0 || measured.stdout.lines().last() != Some(want.as_str()) {
+                problems.push(format!(
+                    "exit {}, summary {:?}, expected {want:?}",
+                    measured.exit_code,
+                    measured.stdout.lines().last()
+                ));
+            }
         }
         Tool::Baseline => {
             toggled = measured
@@ -149,12 +166,22 @@ fn product_command(setup: &Setup, case: &Case, kubeconfig: &Path) -> Command {
         .args(["--suspend-wait", case.suspend_wait])
         .args(["--output", "json"])
         .env("KUBECONFIG", kubeconfig);
+    if case.dry_run {
+        cmd.arg("--dry-run");
+    }
     for (k, _) in std::env::vars_os() {
         if k.to_string_lossy().starts_with("STUCK_HR_") {
             cmd.env_remove(k);
         }
     }
     cmd
+}
+
+fn paged_get_command(kubeconfig: &Path) -> Result<Command> {
+    let mut cmd = Command::new(std::env::current_exe().context("locating the bench binary")?);
+    cmd.arg(crate::paged::PAGED_GET)
+        .env("KUBECONFIG", kubeconfig);
+    Ok(cmd)
 }
 
 fn baseline_command(setup: &Setup, kubeconfig: &Path, home: &Path) -> Command {
@@ -194,7 +221,11 @@ fn check_report(case: &Case, m: &Measured, problems: &mut Vec<String>) {
         }
     }
     let stuck = case.stuck();
-    let acted = if case.guardrail_trips() { 0 } else { stuck };
+    let acted = if case.guardrail_trips() || case.dry_run {
+        0
+    } else {
+        stuck
+    };
     for (field, want) in [
         ("scanned", case.helmreleases),
         ("stuck", stuck),

@@ -62,7 +62,7 @@ fn rss_cell(row: &Row) -> String {
     let rss = row.rss_kib();
     let max = rss.iter().copied().max().unwrap_or(0);
     match row.tool {
-        Tool::Ours => stats::mib(max),
+        Tool::Ours | Tool::PagedGet => stats::mib(max),
         Tool::Baseline => format!("{} (largest kubectl/sh)", stats::mib(max)),
     }
 }
@@ -90,7 +90,7 @@ pub fn compare(rows: &[Row]) -> String {
                     }
                 })
                 .unwrap_or_else(|| "–".into()),
-            Tool::Baseline => String::new(),
+            Tool::Baseline | Tool::PagedGet => String::new(),
         };
         let _ = writeln!(
             out,
@@ -173,7 +173,10 @@ pub fn formula(rows: &[Row]) -> String {
     let mut out = String::from(
         "| case | expected: pages + storage lists + writes + events | measured (every run) | holds | mean Secret-list response |\n|---|---|---|---|---|\n",
     );
-    for row in rows.iter().filter(|r| r.tool == Tool::Ours) {
+    for row in rows
+        .iter()
+        .filter(|r| r.tool == Tool::Ours && !r.case.dry_run)
+    {
         let want = requests::expected(row.case);
         let counts: Vec<String> = row
             .runs
@@ -192,6 +195,43 @@ pub fn formula(rows: &[Row]) -> String {
             want.formula(),
             counts.join(", "),
             if holds { "yes" } else { "**NO**" }
+        );
+    }
+    out
+}
+
+/// The decoding cases: per case, the product's dry run and the bare paged
+/// GET, median wall and CPU, peak RSS, and the product's ratios to the GET.
+pub fn decoding(rows: &[Row]) -> String {
+    let mut out = String::from(
+        "| HelmReleases | tool | wall (median) | CPU user+sys (median) | peak RSS (max) | wall ratio | CPU ratio |\n|---|---|---|---|---|---|---|\n",
+    );
+    let cpu = |row: &Row| median(row.runs.iter().map(|r| r.measured.cpu).collect());
+    for row in rows.iter().filter(|r| r.case.group == Group::Decoding) {
+        let get = rows
+            .iter()
+            .find(|g| g.tool == Tool::PagedGet && g.case.id == row.case.id && !g.runs.is_empty());
+        let ratio = |ours: Duration, theirs: Duration| {
+            format!(
+                "{:.2}×",
+                ours.as_secs_f64() / theirs.as_secs_f64().max(1e-9)
+            )
+        };
+        let (wall_ratio, cpu_ratio) = match (row.tool, get) {
+            (Tool::Ours, Some(get)) => (
+                ratio(median(row.walls()), median(get.walls())),
+                ratio(cpu(row), cpu(get)),
+            ),
+            _ => (String::new(), String::new()),
+        };
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {wall_ratio} | {cpu_ratio} |",
+            thousands(row.case.helmreleases),
+            row.tool.name(),
+            stats::wall(&row.walls()),
+            stats::secs(cpu(row)),
+            stats::mib(row.rss_kib().into_iter().max().unwrap_or(0)),
         );
     }
     out
